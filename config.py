@@ -1,0 +1,52 @@
+"""Every default of the image search suite, each stated once with the reason for it."""
+
+import dataclasses
+
+
+def option(default, reason, choices=None):
+    """A config field with its help text (the reason) and optional allowed values."""
+    return dataclasses.field(default=default, metadata={"help": reason, "choices": choices})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Defaults for all scripts; each script exposes the fields it uses as kebab-case flags."""
+
+    # Where things live.
+    dataset_root_dir: str = option("dataset", "where prepare_dataset.py writes <name>/{train,test}/<class>/")
+    dataset_dir: str = option("dataset/fashion-mnist/train", "folder of images; first-level subfolders are class labels")
+    output_dir: str = option("output", "where models, indexes, logs and pictures are written")
+    model_path: str = option("output/autoencoder.keras", "the trained autoencoder written by train.py")
+    index_path: str = option("output/features.pkl", "the feature index written by index_dataset.py")
+
+    # Images: 0 means "take it from the dataset" in train.py; later scripts read both from the model.
+    image_size: int = option(0, "square side in pixels; 0 infers it from the images (their size if uniform and <= 128, else 64)")
+    channels: int = option(0, "1 for gray, 3 for colour; 0 infers it from the images", choices=(0, 1, 3))
+
+    # The network of the original design, which its experiment log found best.
+    architecture: str = option("strided", "strided convolutions, or max-pooling/up-sampling", choices=("strided", "pooling"))
+    filters: tuple = option((32, 64), "filters of each encoder convolution; the decoder mirrors them")
+    latent_dim: int = option(192, "length of the feature vector; 192 gave the best validation loss")
+    l2_weight_decay: float = option(1e-4, "L2 penalty on the latent Dense kernel, against overfitting")
+    l1_activity: float = option(1e-4, "L1 penalty on latent activations, for sparse features")
+    loss: str = option("mse", "reconstruction loss", choices=("mse", "bce"))
+    flip_augmentation: bool = option(False, "random horizontal flips; they made the original model worse")
+
+    # Optimisation.
+    learning_rate: float = option(1e-3, "Adam's initial rate, decayed linearly to 0 over the run")
+    batch_size: int = option(32, "images per training step; small batches generalised best")
+    epochs: int = option(60, "passes over the training split; val loss still fell at 60")
+    early_stopping_patience: int = option(0, "stop after this many epochs without val_loss improving; 0 never stops")
+    validation_fraction: float = option(0.1, "share of images held out for validation, the same in every script")
+    seed: int = option(42, "fixes the validation split, sampling and initialisation, so runs repeat")
+
+    # Indexing and search.
+    encode_batch_size: int = option(256, "images per encoder call; large batches amortise call overhead")
+    top_k: int = option(10, "hits reported per query")
+    metric: str = option("euclidean", "distance used to rank the index", choices=("euclidean", "cosine"))
+    sample: int = option(0, "search N random images of --sample-dir instead of listed queries")
+    sample_dir: str = option("", "folder to sample queries from; empty means the test folder beside the dataset, else the dataset")
+    images: bool = option(True, "write query and result montages to the output folder")
+
+
+DEFAULTS = Config()

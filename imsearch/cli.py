@@ -1,0 +1,106 @@
+"""Command-line plumbing shared by the scripts: flags generated from config.Config, one-line errors."""
+
+import argparse
+import dataclasses
+import functools
+import sys
+
+import config
+from imsearch import InputError
+
+# Fields that must be positive, and those that may also be zero, checked for every script.
+POSITIVE_FIELDS = ("latent_dim", "learning_rate", "batch_size", "epochs", "encode_batch_size", "top_k")
+NON_NEGATIVE_FIELDS = ("l2_weight_decay", "l1_activity", "early_stopping_patience", "sample")
+
+
+def flag_name(field_name):
+    """The kebab-case flag of a config field, dropping the _dir/_path suffix users need not type."""
+    for suffix in ("_dir", "_path"):
+        if field_name.endswith(suffix) and field_name != "sample_dir":
+            field_name = field_name[: -len(suffix)]
+    return "--" + field_name.replace("_", "-")
+
+
+def add_config_flags(parser, field_names):
+    """Add one flag per named config field, typed from its default, with the default in its help."""
+    fields = {field.name: field for field in dataclasses.fields(config.Config)}
+    for name in field_names:
+        field = fields[name]
+        help_text = f"{field.metadata['help']} (default: {format_default(field.default)})"
+        keywords = {"dest": name, "default": field.default, "help": help_text}
+        if isinstance(field.default, bool):
+            keywords["action"] = argparse.BooleanOptionalAction
+        elif isinstance(field.default, tuple):
+            keywords.update(type=type(field.default[0]), nargs="+")
+        else:
+            keywords.update(type=type(field.default), choices=field.metadata["choices"])
+        parser.add_argument(flag_name(name), **keywords)
+
+
+def format_default(value):
+    """A default as a user would type it."""
+    if isinstance(value, tuple):
+        return " ".join(str(item) for item in value)
+    return repr(value) if value == "" else str(value)
+
+
+def make_parser(description, field_names):
+    """An ArgumentParser with the given config fields as flags."""
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    add_config_flags(parser, field_names)
+    return parser
+
+
+def parse_config(parser, argv):
+    """Parse argv into a Config (unknown fields keep their defaults); flag mistakes exit via parser.error."""
+    namespace = parser.parse_args(argv)
+    field_names = {field.name for field in dataclasses.fields(config.Config)}
+    values = {name: value for name, value in vars(namespace).items() if name in field_names}
+    if "filters" in values:
+        values["filters"] = tuple(values["filters"])
+    settings = dataclasses.replace(config.DEFAULTS, **values)
+    problem = find_invalid_value(settings)
+    if problem:
+        parser.error(problem)
+    return settings, namespace
+
+
+def find_invalid_value(settings):
+    """Describe the first nonsensical setting, or return None when all make sense."""
+    for name in POSITIVE_FIELDS:
+        if getattr(settings, name) <= 0:
+            return f"{flag_name(name)} must be positive, got {getattr(settings, name)}"
+    for name in NON_NEGATIVE_FIELDS:
+        if getattr(settings, name) < 0:
+            return f"{flag_name(name)} must be zero or more, got {getattr(settings, name)}"
+    if settings.image_size != 0 and not 8 <= settings.image_size <= 1024:
+        return f"--image-size must be 0 (infer) or between 8 and 1024, got {settings.image_size}"
+    if not 0 < settings.validation_fraction < 1:
+        return f"--validation-fraction must be between 0 and 1, got {settings.validation_fraction}"
+    if any(count <= 0 for count in settings.filters):
+        return f"--filters must all be positive, got {' '.join(map(str, settings.filters))}"
+    return None
+
+
+def reports_errors(main):
+    """Wrap a script's main so user mistakes end in one stderr line and exit 2, Ctrl-C in exit 130."""
+
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        program = main.__module__ if main.__module__ != "__main__" else sys.argv[0]
+        program = program.rsplit("/", 1)[-1].removesuffix(".py") + ".py"
+        try:
+            return main(argv)
+        except InputError as error:
+            print(f"{program}: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print(f"{program}: interrupted; files already written are intact", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper
+
+
+def log(message):
+    """Progress and logs go to stderr, keeping stdout for results."""
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,192 @@
+"""Image folders: listing, reading and resizing with OpenCV, splits, and streamed batches."""
+
+import concurrent.futures
+import os
+import sys
+
+import cv2
+import numpy as np
+
+from imsearch import InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Used when a folder's images differ in size or exceed this: at 256 px the network has 101M parameters.
+VARIED_IMAGE_SIZE = 64
+LARGEST_INFERRED_SIZE = 128
+READ_WORKERS = max(2, os.cpu_count() or 1)
+
+
+class UnreadableImage(InputError):
+    """An image file OpenCV cannot decode."""
+
+
+def list_images(dataset_dir):
+    """Sorted relative paths of every image under dataset_dir, and their labels (None if unlabelled)."""
+    if not os.path.isdir(dataset_dir):
+        raise InputError(f"{dataset_dir}: no such folder; pass --dataset DIR or run prepare_dataset.py first")
+    unreadable_folders = []
+    relative_paths = []
+    for root, folder_names, file_names in os.walk(dataset_dir, onerror=unreadable_folders.append):
+        folder_names.sort()
+        for name in file_names:
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                relative_paths.append(os.path.relpath(os.path.join(root, name), dataset_dir).replace(os.sep, "/"))
+    if unreadable_folders:
+        warn(f"skipped {len(unreadable_folders)} unreadable folder(s), first: {unreadable_folders[0].filename}")
+    if not relative_paths:
+        raise InputError(f"{dataset_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; point --dataset at a folder of images")
+    relative_paths.sort()
+    return relative_paths, labels_of(relative_paths)
+
+
+def labels_of(relative_paths):
+    """First-level subfolder names as labels, or None when no image sits in a subfolder."""
+    labels = [path.split("/", 1)[0] if "/" in path else None for path in relative_paths]
+    return labels if any(label is not None for label in labels) else None
+
+
+def read_image(path, image_size, channels):
+    """Read an image as uint8 (image_size, image_size, channels), RGB or gray, aspect kept and centre-cropped."""
+    try:
+        encoded = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise UnreadableImage(f"{path}: cannot read ({error.strerror})") from None
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    image = cv2.imdecode(encoded, flag) if encoded.size else None
+    if image is None or image.size == 0:
+        raise UnreadableImage(f"{path}: not a readable image")
+    if channels == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return resize_and_crop(image, image_size).reshape(image_size, image_size, channels)
+
+
+def resize_and_crop(image, image_size):
+    """Resize so the shorter side is image_size, keeping the aspect ratio, then crop the centre square."""
+    height, width = image.shape[:2]
+    scale = image_size / min(height, width)
+    new_width, new_height = max(image_size, round(width * scale)), max(image_size, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_width, new_height), interpolation=interpolation)
+    top, left = (new_height - image_size) // 2, (new_width - image_size) // 2
+    return resized[top : top + image_size, left : left + image_size]
+
+
+def split_indices(count, validation_fraction, seed):
+    """Train and validation indices of a seeded permutation, identical in every script."""
+    permutation = np.random.default_rng(seed).permutation(count)
+    validation_count = max(1, round(count * validation_fraction)) if count > 1 else 0
+    return np.sort(permutation[validation_count:]), np.sort(permutation[:validation_count])
+
+
+def infer_image_shape(paths, sample_count=200):
+    """Image size and channels for a folder: from up to sample_count images spread over it."""
+    step = max(1, len(paths) // sample_count)
+    sizes, colourful = set(), False
+    for path in paths[::step]:
+        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if os.path.getsize(path) else None
+        if image is None:
+            continue
+        sizes.add(image.shape[:2])
+        if image.ndim == 3 and image.shape[2] >= 3:
+            colour = image[..., :3]
+            colourful = colourful or not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]))
+    if not sizes:
+        raise InputError(f"none of the sampled images in {os.path.dirname(paths[0]) or '.'} is readable")
+    channels = 3 if colourful else 1
+    if len(sizes) == 1:
+        height, width = sizes.pop()
+        side = min(height, width)
+        if side <= LARGEST_INFERRED_SIZE:
+            # Two stride-2 stages halve the side twice, so the side must be a multiple of 4.
+            return max(8, -(-side // 4) * 4), channels
+    return VARIED_IMAGE_SIZE, channels
+
+
+def read_batch(paths, image_size, channels, executor):
+    """Read paths in parallel: float32 batch in [0, 1] of the readable ones, and a mask of which those are."""
+    def read_or_none(path):
+        try:
+            return read_image(path, image_size, channels)
+        except UnreadableImage:
+            return None
+
+    images = list(executor.map(read_or_none, paths))
+    valid = np.array([image is not None for image in images], dtype=bool)
+    readable = [image for image in images if image is not None]
+    batch = np.stack(readable).astype(np.float32) / 255.0 if readable else np.zeros((0, image_size, image_size, channels), np.float32)
+    return batch, valid
+
+
+def iterate_batches(paths, image_size, channels, batch_size):
+    """Yield (start, batch, valid) over paths, reading the next batch while the caller works on this one."""
+    with concurrent.futures.ThreadPoolExecutor(READ_WORKERS) as executor, concurrent.futures.ThreadPoolExecutor(1) as prefetcher:
+        starts = range(0, len(paths), batch_size)
+        pending = None
+        for start in starts:
+            future = prefetcher.submit(read_batch, paths[start : start + batch_size], image_size, channels, executor)
+            if pending is not None:
+                yield pending[0], *pending[1].result()
+            pending = (start, future)
+        if pending is not None:
+            yield pending[0], *pending[1].result()
+
+
+def keep_readable(paths, image_size, channels, batch_size=512):
+    """The paths that decode, warning with a count about the rest; an error when none does."""
+    readable = []
+    for start, _, valid in iterate_batches(paths, image_size, channels, batch_size):
+        readable.extend(path for path, ok in zip(paths[start : start + batch_size], valid) if ok)
+    skipped = len(paths) - len(readable)
+    if skipped:
+        readable_set = set(readable)
+        first = next(path for path in paths if path not in readable_set)
+        warn(f"skipped {skipped} unreadable image(s) of {len(paths)}, first: {first}")
+    if not readable:
+        raise InputError(f"none of the {len(paths)} images is readable (first: {paths[0]}); check the folder")
+    return readable
+
+
+def warn(message):
+    """A warning on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None, flip=False):
+    """A tf.data pipeline of (image, image) float batches streamed from disk, never the whole folder."""
+    import tensorflow as tf
+
+    def load(batch_paths):
+        images = [read_image(os.fsdecode(path), image_size, channels) for path in batch_paths]
+        return np.stack(images).astype(np.float32) / 255.0
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.array(paths))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(
+        lambda batch_paths: tf.ensure_shape(
+            tf.numpy_function(load, [batch_paths], tf.float32), (None, image_size, image_size, channels)
+        ),
+        num_parallel_calls=READ_WORKERS,
+    )
+    if flip:
+        dataset = dataset.map(lambda images: tf.where(
+            tf.random.uniform((tf.shape(images)[0], 1, 1, 1), seed=shuffle_seed) < 0.5,
+            tf.reverse(images, axis=[2]), images))
+    dataset = dataset.map(lambda images: (images, images)).prefetch(2)
+    # With autotune on, fit pauses 2-40 s at epoch boundaries while tf.data tears its threads down.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
+def default_sample_dir(dataset_dir):
+    """The test folder beside a train folder when there is one, else the folder itself."""
+    test_dir = os.path.join(os.path.dirname(os.path.normpath(dataset_dir)), "test")
+    return test_dir if os.path.basename(os.path.normpath(dataset_dir)) == "train" and os.path.isdir(test_dir) else dataset_dir
+
+
+def sample_images(folder, count, seed):
+    """count images of folder chosen at random with the seed, in a stable order."""
+    relative_paths, _ = list_images(folder)
+    chosen = np.random.default_rng(seed).choice(len(relative_paths), size=min(count, len(relative_paths)), replace=False)
+    return [os.path.join(folder, relative_paths[i]) for i in chosen]

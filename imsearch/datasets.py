@@ -1,0 +1,134 @@
+"""Turn published datasets (Fashion-MNIST, MNIST idx files, CIFAR python batches) into image folders."""
+
+import concurrent.futures
+import gzip
+import os
+import shutil
+import tempfile
+
+import cv2
+import numpy as np
+
+from imsearch import InputError, data, safeio
+
+DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot")
+DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path):
+    """An idx file (optionally gzipped) as a uint8 numpy array of its declared shape."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as file:
+            raw = file.read()
+    except (OSError, EOFError) as error:
+        raise InputError(f"{path}: cannot read idx file ({error})") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise InputError(f"{path}: not an unsigned-byte idx file")
+    dimensions = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dimensions)
+    if body.size != int(np.prod(shape)):
+        raise InputError(f"{path}: holds {body.size} bytes, its header declares {shape}; the file is truncated")
+    return body.reshape(shape)
+
+
+def find_idx_file(source_dir, stem):
+    """The idx file named stem in source_dir, gzipped or not."""
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        if os.path.isfile(os.path.join(source_dir, name)):
+            return os.path.join(source_dir, name)
+    raise InputError(f"{source_dir}: {stem}(.gz) not found; pass the folder holding the idx files")
+
+
+def load_idx_splits(source_dir):
+    """{split: (images, labels)} from the four standard idx files in source_dir."""
+    splits = {}
+    for split, (images_stem, labels_stem) in IDX_FILES.items():
+        images = read_idx(find_idx_file(source_dir, images_stem))
+        labels = read_idx(find_idx_file(source_dir, labels_stem))
+        if len(images) != len(labels):
+            raise InputError(f"{source_dir}: {split} has {len(images)} images but {len(labels)} labels")
+        splits[split] = (images, labels)
+    return splits
+
+
+def load_fashion_mnist(source_dir=DEBIAN_FASHION_MNIST_DIR):
+    """Fashion-MNIST splits from the Debian package, or from Keras's download where that is missing."""
+    if os.path.isdir(source_dir):
+        return load_idx_splits(source_dir)
+    try:
+        from tensorflow import keras
+
+        (train_images, train_labels), (test_images, test_labels) = keras.datasets.fashion_mnist.load_data()
+    except Exception as error:  # Any download failure means the same thing to the user.
+        raise InputError(
+            f"{source_dir} not found and the download failed ({type(error).__name__}); "
+            "install it with: apt-get install dataset-fashion-mnist"
+        ) from None
+    return {"train": (train_images, train_labels), "test": (test_images, test_labels)}
+
+
+def load_cifar_splits(source_dir, fine=True):
+    """{split: (images, labels)} and class names from CIFAR-10 or CIFAR-100 python batches."""
+    def batch(name):
+        path = os.path.join(source_dir, name)
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: CIFAR batch not found; pass the folder holding the python batches")
+        # CIFAR batches are pickles: the restricted unpickler accepts their arrays and runs nothing.
+        return safeio.restricted_load(path, encoding="bytes")
+
+    if os.path.isfile(os.path.join(source_dir, "batches.meta")):
+        names = [name.decode() for name in batch("batches.meta")[b"label_names"]]
+        parts = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+        label_key = b"labels"
+    else:
+        names = [name.decode() for name in batch("meta")[b"fine_label_names" if fine else b"coarse_label_names"]]
+        parts = {"train": ["train"], "test": ["test"]}
+        label_key = b"fine_labels" if fine else b"coarse_labels"
+    splits = {}
+    for split, batch_names in parts.items():
+        batches = [batch(name) for name in batch_names]
+        # Rows are 3072 bytes: the red, green and blue 32x32 planes in turn.
+        images = np.concatenate([np.asarray(b[b"data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.concatenate([np.asarray(b[label_key]) for b in batches])
+        splits[split] = (images, labels)
+    return splits, tuple(names)
+
+
+def write_image_folders(splits, class_names, target_dir):
+    """Write {split: (images, labels)} as target_dir/<split>/<class>/<n>.png, all at once or not at all."""
+    if os.path.exists(target_dir):
+        raise InputError(f"{target_dir}: already exists; remove it to prepare again")
+    parent = os.path.dirname(os.path.abspath(target_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging_dir = tempfile.mkdtemp(prefix=".preparing-", dir=parent)
+    try:
+        jobs = []
+        for split, (images, labels) in splits.items():
+            for class_name in class_names:
+                os.makedirs(os.path.join(staging_dir, split, class_name), exist_ok=True)
+            digits = len(str(len(images) - 1))
+            for number, (image, label) in enumerate(zip(images, labels)):
+                jobs.append((os.path.join(staging_dir, split, class_names[int(label)], f"{number:0{digits}d}.png"), image))
+        with concurrent.futures.ThreadPoolExecutor(data.READ_WORKERS) as executor:
+            for path, ok in executor.map(lambda job: (job[0], write_png(*job)), jobs):
+                if not ok:
+                    raise InputError(f"{path}: could not be written; check free space")
+        os.replace(staging_dir, target_dir)
+    finally:
+        if os.path.exists(staging_dir):
+            shutil.rmtree(staging_dir)
+    return sum(len(images) for images, _ in splits.values())
+
+
+def write_png(path, image):
+    """Write one RGB or gray uint8 image as PNG (RGB is swapped to OpenCV's BGR here)."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    return cv2.imwrite(path, image)

@@ -1,0 +1,153 @@
+"""The feature index: encode a folder, save and load it safely, and rank it against queries."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from imsearch import InputError, data, model, safeio
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "paths", "labels", "features", "model_sha256", "image_size", "channels")
+# Queries are ranked in blocks so the distance matrix stays small (block x database floats).
+QUERY_BLOCK = 256
+
+
+def make_encode_function(encoder):
+    """A compiled encoder call: one tf.function trace per batch shape, far cheaper than predict per call."""
+    @tf.function(reduce_retracing=True)
+    def encode(images):
+        return encoder(images, training=False)
+
+    return lambda images: encode(tf.constant(images)).numpy()
+
+
+def encode_paths(encoder, paths, batch_size, description="encoding"):
+    """Features of the readable images among paths, and which paths those are; reads overlap encoding."""
+    image_size, channels = encoder.input_shape[1], encoder.input_shape[3]
+    encode = make_encode_function(encoder)
+    features = np.zeros((len(paths), encoder.output_shape[-1]), dtype=np.float32)
+    readable = np.zeros(len(paths), dtype=bool)
+    with tqdm.tqdm(total=len(paths), desc=description, unit="img", leave=False, disable=None) as progress:
+        for start, batch, valid in data.iterate_batches(paths, image_size, channels, batch_size):
+            rows = np.flatnonzero(valid) + start
+            if rows.size:
+                features[rows] = encode(batch)
+                readable[rows] = True
+            progress.update(len(valid))
+    return features[readable], readable
+
+
+def build_index(encoder, dataset_dir, model_sha256, batch_size):
+    """Encode every image of dataset_dir into an index dict, skipping unreadable files with a warning."""
+    relative_paths, labels = data.list_images(dataset_dir)
+    paths = [os.path.join(dataset_dir, path) for path in relative_paths]
+    features, readable = encode_paths(encoder, paths, batch_size)
+    skipped = int((~readable).sum())
+    if skipped:
+        first = relative_paths[int(np.flatnonzero(~readable)[0])]
+        data.warn(f"skipped {skipped} unreadable image(s) of {len(paths)}, first: {os.path.join(dataset_dir, first)}")
+    if not readable.any():
+        raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
+    kept = np.flatnonzero(readable)
+    return {
+        "format_version": FORMAT_VERSION,
+        "dataset_dir": os.path.abspath(dataset_dir),
+        "paths": [relative_paths[i] for i in kept],
+        "labels": None if labels is None else [labels[i] for i in kept],
+        "features": features,
+        "model_sha256": model_sha256,
+        "image_size": int(encoder.input_shape[1]),
+        "channels": int(encoder.input_shape[3]),
+    }
+
+
+def save_index(index, index_path):
+    """Write the index atomically."""
+    safeio.atomic_pickle(index_path, index)
+
+
+def load_index(index_path, autoencoder=None, model_sha256=None):
+    """Read an index with the restricted unpickler and check it belongs to the given model."""
+    if not os.path.isfile(index_path):
+        raise InputError(f"{index_path}: index not found; run index_dataset.py first or pass --index")
+    index = safeio.restricted_load(index_path)
+    if not isinstance(index, dict) or any(key not in index for key in REQUIRED_KEYS):
+        raise InputError(f"{index_path}: not an index of this suite; rebuild it with index_dataset.py")
+    if index["format_version"] != FORMAT_VERSION:
+        raise InputError(f"{index_path}: index format {index['format_version']!r}, expected {FORMAT_VERSION}; rebuild it with index_dataset.py")
+    features = index["features"]
+    if not isinstance(features, np.ndarray) or features.ndim != 2 or features.shape[0] != len(index["paths"]):
+        raise InputError(f"{index_path}: features do not match its paths; rebuild it with index_dataset.py")
+    if model_sha256 is not None and index["model_sha256"] != model_sha256:
+        raise InputError(f"{index_path}: made with another model than the one given; rebuild it with index_dataset.py --model")
+    if autoencoder is not None:
+        image_size, channels = model.image_shape_of(autoencoder)
+        expected = (image_size, channels, autoencoder.get_layer(model.ENCODER_LAYER).output.shape[-1])
+        found = (index["image_size"], index["channels"], features.shape[1])
+        if found != expected:
+            raise InputError(f"{index_path}: image size, channels, feature length {found} do not match the model's {expected}; rebuild it")
+    index["features"] = features.astype(np.float32, copy=False)
+    return index
+
+
+def postprocess_features(features, metric):
+    """The one place features are transformed for ranking: L2-normalised for cosine, as-is for Euclidean."""
+    features = np.asarray(features, dtype=np.float32)
+    if metric == "cosine":
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        return features / np.maximum(norms, 1e-12)
+    return features
+
+
+def rank(query_features, database_features, top_k, exclude=None):
+    """Indices and distances of the top_k nearest database rows per query, ascending, vectorised.
+
+    query_features: (Q, D) and database_features: (N, D), already post-processed.
+    exclude: optional (Q,) database row per query to leave out (the query itself), -1 for none.
+    Returns (Q, k) int64 indices and (Q, k) float32 Euclidean distances, k = min(top_k, N).
+    """
+    database_norms = np.einsum("ij,ij->i", database_features, database_features)
+    top_k = min(top_k, database_features.shape[0] - (1 if exclude is not None and (np.asarray(exclude) >= 0).any() else 0))
+    all_indices, all_distances = [], []
+    for start in range(0, len(query_features), QUERY_BLOCK):
+        block = query_features[start : start + QUERY_BLOCK]
+        # |q - x|^2 = |q|^2 - 2 q.x + |x|^2, one matrix product per block instead of a loop over items.
+        squared = database_norms[None, :] - 2.0 * block @ database_features.T
+        squared += np.einsum("ij,ij->i", block, block)[:, None]
+        if exclude is not None:
+            rows = np.arange(len(block))
+            excluded = np.asarray(exclude[start : start + QUERY_BLOCK])
+            squared[rows[excluded >= 0], excluded[excluded >= 0]] = np.inf
+        nearest = np.argpartition(squared, top_k - 1, axis=1)[:, :top_k] if top_k < squared.shape[1] else np.tile(np.arange(squared.shape[1]), (len(block), 1))
+        order = np.take_along_axis(squared, nearest, axis=1).argsort(axis=1, kind="stable")
+        nearest = np.take_along_axis(nearest, order, axis=1)
+        all_indices.append(nearest)
+        all_distances.append(np.sqrt(np.maximum(np.take_along_axis(squared, nearest, axis=1), 0.0)))
+    return np.concatenate(all_indices), np.concatenate(all_distances).astype(np.float32)
+
+
+def rows_of_queries(feature_index, query_paths):
+    """For each query, its own row in the index (found by resolved path), or -1 when it is not indexed."""
+    row_of_path = {path: row for row, path in enumerate(feature_index["paths"])}
+    dataset_dir = os.path.realpath(feature_index.get("dataset_dir", ""))
+    rows = []
+    for path in query_paths:
+        relative = os.path.relpath(os.path.realpath(path), dataset_dir).replace(os.sep, "/")
+        rows.append(row_of_path.get(relative, -1))
+    return np.array(rows, dtype=np.int64)
+
+
+def search(encoder, feature_index, query_paths, top_k, metric, batch_size):
+    """Rank the index for each readable query: (readable query paths, (Q, k) rows, (Q, k) distances)."""
+    features, readable = encode_paths(encoder, query_paths, batch_size, description="queries")
+    readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
+    rows, distances = rank(
+        postprocess_features(features, metric), postprocess_features(feature_index["features"], metric),
+        top_k, exclude=rows_of_queries(feature_index, readable_paths),
+    )
+    if metric == "cosine":
+        # Between unit vectors |a - b|^2 = 2 (1 - cos), so this reports the cosine distance itself.
+        distances = distances**2 / 2
+    return readable_paths, rows, distances

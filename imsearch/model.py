@@ -1,0 +1,95 @@
+"""The regularized convolutional autoencoder: build, compile, load safely, and its encoder."""
+
+import os
+
+from keras import layers
+from tensorflow import keras
+
+from imsearch import InputError
+
+ENCODER_LAYER = "encoder"
+
+
+def build_autoencoder(image_size, channels, settings):
+    """Functional conv autoencoder; the layer named `encoder` outputs the feature vector."""
+    if image_size % 4:
+        raise InputError(f"--image-size must be a multiple of 4 (two halvings), got {image_size}")
+    inputs = keras.Input(shape=(image_size, image_size, channels), name="image")
+    x = inputs
+    for index, filters in enumerate(settings.filters):
+        x = downsample(x, filters, settings.architecture, name=f"down_{index}")
+    feature_map_shape = tuple(x.shape[1:])
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(
+        settings.latent_dim,
+        kernel_regularizer=keras.regularizers.L2(settings.l2_weight_decay),
+        activity_regularizer=keras.regularizers.L1(settings.l1_activity),
+        name="latent",
+    )(x)
+    features = layers.ReLU(name=ENCODER_LAYER)(x)
+
+    x = layers.Dense(feature_map_shape[0] * feature_map_shape[1] * feature_map_shape[2], name="expand")(features)
+    x = layers.Reshape(feature_map_shape, name="unflatten")(x)
+    for index, filters in enumerate(reversed(settings.filters)):
+        x = upsample(x, filters, settings.architecture, name=f"up_{index}")
+    x = layers.Conv2DTranspose(channels, 3, padding="same", name="to_pixels")(x)
+    outputs = layers.Activation("sigmoid", name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name="autoencoder")
+
+
+def downsample(x, filters, architecture, name):
+    """Halve the spatial size: a stride-2 convolution, or a convolution then max-pooling."""
+    if architecture == "pooling":
+        x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
+        x = layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)
+    else:
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", name=f"{name}_conv")(x)
+    x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
+    return layers.BatchNormalization(name=f"{name}_norm")(x)
+
+
+def upsample(x, filters, architecture, name):
+    """Double the spatial size: a stride-2 transposed convolution, or up-sampling then a convolution."""
+    if architecture == "pooling":
+        x = layers.UpSampling2D(2, name=f"{name}_upsample")(x)
+        x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
+    else:
+        x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", name=f"{name}_conv")(x)
+    x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
+    return layers.BatchNormalization(name=f"{name}_norm")(x)
+
+
+def compile_autoencoder(model, settings, steps_per_epoch):
+    """Adam with the learning rate decayed linearly to 0 over the run, and the reconstruction loss."""
+    schedule = keras.optimizers.schedules.PolynomialDecay(
+        settings.learning_rate, decay_steps=max(1, settings.epochs * steps_per_epoch), end_learning_rate=0.0, power=1.0
+    )
+    loss = "binary_crossentropy" if settings.loss == "bce" else "mse"
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+
+
+def load_autoencoder(model_path):
+    """Load this suite's autoencoder with safe_mode; InputError for anything else."""
+    if not os.path.isfile(model_path):
+        raise InputError(f"{model_path}: model not found; run train.py first or pass --model")
+    try:
+        model = keras.models.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras reports bad files as many exception types; all mean "not loadable".
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise InputError(f"{model_path}: not a loadable autoencoder ({reason}); retrain with train.py") from None
+    if not isinstance(model, keras.Model) or ENCODER_LAYER not in {layer.name for layer in model.layers}:
+        raise InputError(f"{model_path}: not this suite's autoencoder (no layer named '{ENCODER_LAYER}'); retrain with train.py")
+    input_shape = tuple(model.input_shape)
+    if len(input_shape) != 4 or input_shape[1] != input_shape[2] or input_shape[3] not in (1, 3):
+        raise InputError(f"{model_path}: unexpected input shape {input_shape}; retrain with train.py")
+    return model
+
+
+def image_shape_of(model):
+    """(image_size, channels) the model was trained for."""
+    return model.input_shape[1], model.input_shape[3]
+
+
+def encoder_of(model):
+    """The encoder sub-model, found by layer name."""
+    return keras.Model(model.input, model.get_layer(ENCODER_LAYER).output, name="encoder_model")

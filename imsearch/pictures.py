@@ -1,0 +1,76 @@
+"""Pictures for people: result montages, reconstructions and the loss curve, written atomically."""
+
+import math
+
+import cv2
+import imutils
+import matplotlib
+import numpy as np
+
+from imsearch import InputError, safeio
+
+matplotlib.use("Agg")  # No display on servers: render to files only.
+from matplotlib import pyplot  # noqa: E402  (the backend must be chosen first)
+
+CELL_SIZE = 128
+MONTAGE_COLUMNS = 5
+
+
+def to_display(image, cell_size=CELL_SIZE):
+    """An RGB or gray image (uint8 or float in [0, 1]) as a 3-channel uint8 RGB cell of cell_size."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    interpolation = cv2.INTER_NEAREST if image.shape[0] < cell_size else cv2.INTER_AREA
+    return cv2.resize(image, (cell_size, cell_size), interpolation=interpolation)
+
+
+def write_rgb(path, image):
+    """Write an RGB image atomically; OpenCV encodes BGR, so the channels are swapped exactly here."""
+    extension = "." + path.rsplit(".", 1)[-1]
+    ok, encoded = cv2.imencode(extension, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"{path}: OpenCV cannot encode {extension} images; use .png or .jpg")
+    safeio.atomic_write_bytes(path, encoded.tobytes())
+
+
+def montage(images, columns=MONTAGE_COLUMNS, cell_size=CELL_SIZE):
+    """One RGB montage of the images in rank order, row by row."""
+    # imutils copies pixels without looking at channel order, but needs three channels.
+    cells = [to_display(image, cell_size) for image in images]
+    columns = min(columns, len(cells))
+    rows = math.ceil(len(cells) / columns)
+    return imutils.build_montages(cells, (cell_size, cell_size), (columns, rows))[0]
+
+
+def reconstruction_grid(originals, reconstructions, cell_size=CELL_SIZE):
+    """Originals in the top row above their reconstructions in the bottom row, RGB uint8."""
+    top = np.hstack([to_display(image, cell_size) for image in originals])
+    bottom = np.hstack([to_display(image, cell_size) for image in reconstructions])
+    return np.vstack([top, bottom])
+
+
+def save_figure(figure, path):
+    """Save a matplotlib figure atomically and close it."""
+    with safeio.atomic_path(path) as temporary_path:
+        figure.savefig(temporary_path, format=path.rsplit(".", 1)[-1], dpi=100, bbox_inches="tight")
+    pyplot.close(figure)
+
+
+def plot_losses(history, path):
+    """Training and validation loss per epoch as a PNG."""
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    axes.plot(epochs, history["loss"], label="train")
+    if history.get("val_loss"):
+        axes.plot(epochs, history["val_loss"], label="validation")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss")
+    axes.set_title("Autoencoder training")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    save_figure(figure, path)

@@ -1,0 +1,94 @@
+"""Atomic file writes, file hashing and a pickle reader that refuses to run code."""
+
+import contextlib
+import hashlib
+import io
+import os
+import pickle
+import tempfile
+
+from imsearch import InputError
+
+# The only globals a pickle of plain containers and numpy arrays needs: numpy's own rebuild helpers.
+# Both module spellings appear, since numpy 2 renamed numpy.core to numpy._core.
+ALLOWED_GLOBALS = {
+    (module, name)
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+} | {
+    (module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")
+} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that accepts plain containers and numpy arrays and refuses every other global."""
+
+    def find_class(self, module, name):
+        if (module, name) in ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+
+
+def restricted_load(path, encoding="ASCII"):
+    """Read a pickle file of plain data; raise InputError for anything hostile, corrupt or missing."""
+    try:
+        with open(path, "rb") as file:
+            return RestrictedUnpickler(file, encoding=encoding).load()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except pickle.UnpicklingError as error:
+        raise InputError(f"{path}: not a safe pickle of plain data ({error})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
+            OverflowError, UnicodeDecodeError, ImportError) as error:
+        # Truncated or garbled pickles surface as any of these, depending on where the bytes break.
+        raise InputError(f"{path}: truncated or corrupt ({type(error).__name__})") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path` to write to; rename it over `path` only on success."""
+    directory, name = os.path.split(os.path.abspath(path))
+    stem, suffix = os.path.splitext(name)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        descriptor, temporary_path = tempfile.mkstemp(prefix=f".{stem}-", suffix=suffix, dir=directory)
+    except OSError as error:
+        raise InputError(f"{path}: cannot write here ({error.strerror}); choose another --output") from None
+    os.close(descriptor)
+    try:
+        yield temporary_path
+        os.replace(temporary_path, path)
+    except OSError as error:
+        raise InputError(f"{path}: could not be written ({error.strerror}); free space or choose another --output") from None
+    finally:
+        if os.path.exists(temporary_path):
+            os.remove(temporary_path)
+
+
+def atomic_write_bytes(path, data):
+    """Write bytes to `path` through a temporary file, so readers never see half a file."""
+    with atomic_path(path) as temporary_path:
+        with open(temporary_path, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+
+
+def atomic_pickle(path, value):
+    """Pickle `value` to `path` atomically."""
+    buffer = io.BytesIO()
+    pickle.dump(value, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def sha256_of_file(path):
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,120 @@
+"""Fit the autoencoder on an image folder: splits, streaming input, callbacks, atomic artefacts."""
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import os
+import sys
+
+from tensorflow import keras
+
+from imsearch import InputError, data, model, pictures, safeio
+
+HISTORY_FILE = "history.csv"
+LOSS_PLOT_FILE = "training_loss.png"
+
+
+def config_path_for(model_path):
+    """The training config JSON saved beside a model: output/autoencoder.keras -> output/autoencoder.json."""
+    return os.path.splitext(model_path)[0] + ".json"
+
+
+def split_folder(dataset_dir, validation_fraction, seed):
+    """Absolute train and validation paths of a folder, split the same way by every script."""
+    relative_paths, _ = data.list_images(dataset_dir)
+    paths = [os.path.join(dataset_dir, path) for path in relative_paths]
+    train_indices, validation_indices = data.split_indices(len(paths), validation_fraction, seed)
+    return [paths[i] for i in train_indices], [paths[i] for i in validation_indices]
+
+
+class AtomicBestCheckpoint(keras.callbacks.Callback):
+    """Save the model whenever val_loss improves, through a temporary file, so the file is always whole."""
+
+    def __init__(self, model_path):
+        super().__init__()
+        self.model_path = model_path
+        self.best = float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss", (logs or {}).get("loss"))
+        if loss is not None and loss < self.best:
+            self.best = loss
+            with safeio.atomic_path(self.model_path) as temporary_path:
+                self.model.save(temporary_path)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Rewrite the loss history CSV and plot after every epoch, atomically."""
+
+    def __init__(self, csv_path, plot_path):
+        super().__init__()
+        self.csv_path, self.plot_path = csv_path, plot_path
+        self.rows = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch + 1, **{key: float(value) for key, value in (logs or {}).items()}})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.rows[-1]))
+        writer.writeheader()
+        writer.writerows(self.rows)
+        safeio.atomic_write_bytes(self.csv_path, buffer.getvalue().encode())
+        history = {key: [row.get(key) for row in self.rows] for key in ("loss", "val_loss")}
+        pictures.plot_losses(history, self.plot_path)
+
+
+def resolve_image_shape(settings, paths):
+    """Settings with image_size and channels filled in from the images where they are 0."""
+    if settings.image_size and settings.channels:
+        return settings
+    inferred_size, inferred_channels = data.infer_image_shape(paths)
+    return dataclasses.replace(
+        settings, image_size=settings.image_size or inferred_size, channels=settings.channels or inferred_channels
+    )
+
+
+def make_callbacks(settings, model_path):
+    """Best checkpoint, history CSV and plot, TensorBoard, and optional early stopping."""
+    logs_dir = os.path.join(settings.output_dir, "logs")
+    callbacks = [
+        AtomicBestCheckpoint(model_path),
+        HistoryWriter(os.path.join(logs_dir, HISTORY_FILE), os.path.join(settings.output_dir, LOSS_PLOT_FILE)),
+        keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0),
+    ]
+    if settings.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience))
+    return callbacks
+
+
+def train(settings):
+    """Train on settings.dataset_dir and write the model, its config JSON, history and loss plot."""
+    train_paths, validation_paths = split_folder(settings.dataset_dir, settings.validation_fraction, settings.seed)
+    settings = resolve_image_shape(settings, train_paths + validation_paths)
+    if settings.image_size % 4:
+        settings = dataclasses.replace(settings, image_size=-(-settings.image_size // 4) * 4)
+        data.warn(f"image size rounded up to {settings.image_size}, a multiple of 4 as the network needs")
+    train_paths = data.keep_readable(train_paths, settings.image_size, settings.channels)
+    validation_paths = data.keep_readable(validation_paths, settings.image_size, settings.channels) if validation_paths else []
+    if not validation_paths:
+        raise InputError(f"{settings.dataset_dir}: too few readable images for a validation split; add images")
+    keras.utils.set_random_seed(settings.seed)
+    shape = (settings.image_size, settings.channels)
+    train_data = data.training_dataset(train_paths, *shape, settings.batch_size, settings.seed, settings.flip_augmentation)
+    validation_data = data.training_dataset(validation_paths, *shape, settings.batch_size)
+    autoencoder = model.build_autoencoder(*shape, settings)
+    steps_per_epoch = -(-len(train_paths) // settings.batch_size)
+    model.compile_autoencoder(autoencoder, settings, steps_per_epoch)
+    model_path = os.path.join(settings.output_dir, "autoencoder.keras")
+    print(f"training on {len(train_paths)} images, validating on {len(validation_paths)}, "
+          f"{settings.image_size}x{settings.image_size}x{settings.channels}", file=sys.stderr)
+    # Keras prints progress to stdout; the suite keeps stdout for results.
+    with contextlib.redirect_stdout(sys.stderr):
+        history = autoencoder.fit(
+            train_data, validation_data=validation_data, epochs=settings.epochs,
+            callbacks=make_callbacks(settings, model_path), verbose=1 if sys.stderr.isatty() else 2, shuffle=False,
+        )
+    record = dataclasses.asdict(settings) | {"model_path": model_path, "train_images": len(train_paths),
+                                             "validation_images": len(validation_paths)}
+    safeio.atomic_write_bytes(config_path_for(model_path), json.dumps(record, indent=2).encode())
+    return model_path, history.history

@@ -1,0 +1,36 @@
+"""Write a published dataset as an image folder: <root>/<name>/{train,test}/<class>/<n>.png."""
+
+import os
+
+from imsearch import cli, datasets
+
+SOURCES = ("fashion-mnist", "mnist", "cifar10", "cifar100")
+
+
+@cli.reports_errors
+def main(argv=None):
+    """Parse flags, convert the dataset, and report what was written."""
+    parser = cli.make_parser(__doc__, ("dataset_root_dir",))
+    parser.add_argument("name", nargs="?", default="fashion-mnist", choices=SOURCES,
+                        help="which dataset (default: fashion-mnist)")
+    parser.add_argument("--source", default=None,
+                        help=f"folder of the downloaded files (default for fashion-mnist: {datasets.DEBIAN_FASHION_MNIST_DIR})")
+    settings, arguments = cli.parse_config(parser, argv)
+    if arguments.name != "fashion-mnist" and not arguments.source:
+        parser.error(f"{arguments.name} needs --source DIR, the folder holding its downloaded files")
+    target_dir = os.path.join(settings.dataset_root_dir, arguments.name)
+    if os.path.exists(target_dir):
+        cli.log(f"{target_dir} already exists; nothing to do (remove it to prepare again)")
+        return
+    if arguments.name == "fashion-mnist":
+        splits, class_names = datasets.load_fashion_mnist(arguments.source or datasets.DEBIAN_FASHION_MNIST_DIR), datasets.FASHION_MNIST_CLASSES
+    elif arguments.name == "mnist":
+        splits, class_names = datasets.load_idx_splits(arguments.source), datasets.DIGIT_CLASSES
+    else:
+        splits, class_names = datasets.load_cifar_splits(arguments.source)
+    count = datasets.write_image_folders(splits, class_names, target_dir)
+    cli.log(f"wrote {count} images to {target_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Train the regularized convolutional autoencoder on a folder of images."""
+
+from imsearch import cli, training
+
+FIELDS = (
+    "dataset_dir", "output_dir", "image_size", "channels", "architecture", "filters", "latent_dim",
+    "l2_weight_decay", "l1_activity", "loss", "flip_augmentation", "learning_rate", "batch_size", "epochs",
+    "early_stopping_patience", "validation_fraction", "seed",
+)
+
+
+@cli.reports_errors
+def main(argv=None):
+    """Parse flags, train, and report where the model went."""
+    settings, _ = cli.parse_config(cli.make_parser(__doc__, FIELDS), argv)
+    model_path, history = training.train(settings)
+    best = min(history.get("val_loss", history["loss"]))
+    cli.log(f"best val_loss {best:.5f}; model saved to {model_path}")
+
+
+if __name__ == "__main__":
+    main()
