@@ -44,6 +44,7 @@ class Config:
     encode_batch_size: int = option(256, "images per encoder call; large batches amortise call overhead")
     top_k: int = option(10, "hits reported per query")
     metric: str = option("euclidean", "distance used to rank the index", choices=("euclidean", "cosine"))
+    queries_dir: str = option("", "labelled folder of queries for retrieval metrics against --index; empty skips them")
     sample: int = option(0, "search N random images of --sample-dir instead of listed queries")
     sample_dir: str = option("", "folder to sample queries from; empty means the test folder beside the dataset, else the dataset")
     images: bool = option(True, "write query and result montages to the output folder")

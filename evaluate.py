@@ -3,10 +3,11 @@
 import json
 import os
 
-from imsearch import InputError, cli, data, metrics, model, pictures, training
+from imsearch import InputError, cli, data, index, metrics, model, pictures, safeio, training
 
-FIELDS = ("dataset_dir", "output_dir", "model_path", "encode_batch_size")
+FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size")
 EXAMPLE_COUNT = 8
+METRIC_NAMES = ("map", "map_at_100", "precision_at_10", "precision_at_100", "knn_accuracy")
 
 
 def read_training_config(model_path):
@@ -17,6 +18,21 @@ def read_training_config(model_path):
             return json.load(file)
     except (OSError, ValueError):
         raise InputError(f"{config_path}: training config missing or unreadable; run train.py to make it") from None
+
+
+def report_retrieval(settings, autoencoder):
+    """Score the index with the labelled queries against pixel baselines; print, save JSON and a feature map."""
+    feature_index = index.load_index(settings.index_path, autoencoder, safeio.sha256_of_file(settings.model_path))
+    results = metrics.compare_with_baselines(
+        model.encoder_of(autoencoder), feature_index, settings.queries_dir, settings.metric, settings.encode_batch_size
+    )
+    print(f"\nretrieval: {results['queries']} queries against {results['database']} indexed images")
+    print("method\t" + "\t".join(METRIC_NAMES))
+    for method in ("autoencoder", "pixels_euclidean", "pixels_cosine"):
+        print(method + "\t" + "\t".join(f"{results[method][name]:.4f}" for name in METRIC_NAMES))
+    safeio.atomic_write_bytes(os.path.join(settings.output_dir, "metrics.json"), json.dumps(results, indent=2).encode())
+    map_features = index.postprocess_features(feature_index["features"], settings.metric)
+    pictures.plot_feature_map(map_features, feature_index["labels"], os.path.join(settings.output_dir, "feature_map.png"))
 
 
 @cli.reports_errors
@@ -37,6 +53,8 @@ def main(argv=None):
     examples = data.keep_readable(validation_paths[:EXAMPLE_COUNT * 2], *model.image_shape_of(autoencoder))[:EXAMPLE_COUNT]
     originals, reconstructions = metrics.reconstruct_examples(autoencoder, examples)
     pictures.write_rgb(os.path.join(settings.output_dir, "reconstructions.png"), pictures.reconstruction_grid(originals, reconstructions))
+    if settings.queries_dir:
+        report_retrieval(settings, autoencoder)
 
 
 if __name__ == "__main__":

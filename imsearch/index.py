@@ -24,16 +24,31 @@ def make_encode_function(encoder):
 
 
 def encode_paths(encoder, paths, batch_size, description="encoding"):
-    """Features of the readable images among paths, and which paths those are; reads overlap encoding."""
+    """Encoder features of the readable images among paths, and which paths those are."""
     image_size, channels = encoder.input_shape[1], encoder.input_shape[3]
-    encode = make_encode_function(encoder)
-    features = np.zeros((len(paths), encoder.output_shape[-1]), dtype=np.float32)
+    return transform_paths(make_encode_function(encoder), paths, (image_size, channels, encoder.output_shape[-1]), batch_size, description)
+
+
+def pixel_features(paths, image_size, channels, batch_size):
+    """Raw pixels as flat feature vectors (the baseline), and which paths were readable."""
+    flatten = lambda batch: batch.reshape(len(batch), -1)  # noqa: E731
+    return transform_paths(flatten, paths, (image_size, channels, image_size * image_size * channels), batch_size, "pixels")
+
+
+def transform_paths(transform, paths, shape, batch_size, description):
+    """Apply transform to batches of images read from paths; reading overlaps the transform.
+
+    shape is (image_size, channels, feature_length). Returns (readable count, feature_length) float32
+    features and a boolean mask of readable paths.
+    """
+    image_size, channels, feature_length = shape
+    features = np.zeros((len(paths), feature_length), dtype=np.float32)
     readable = np.zeros(len(paths), dtype=bool)
     with tqdm.tqdm(total=len(paths), desc=description, unit="img", leave=False, disable=None) as progress:
         for start, batch, valid in data.iterate_batches(paths, image_size, channels, batch_size):
             rows = np.flatnonzero(valid) + start
             if rows.size:
-                features[rows] = encode(batch)
+                features[rows] = transform(batch)
                 readable[rows] = True
             progress.update(len(valid))
     return features[readable], readable
@@ -101,31 +116,41 @@ def postprocess_features(features, metric):
     return features
 
 
+def squared_norms(features):
+    """Row-wise squared L2 norms, (N, D) -> (N,)."""
+    return np.einsum("ij,ij->i", features, features)
+
+
+def squared_distances(queries, database, database_norms):
+    """(Q, N) squared Euclidean distances as |q|^2 - 2 q.x + |x|^2: one matrix product, no loop over items."""
+    squared = database_norms[None, :] - 2.0 * queries @ database.T
+    squared += squared_norms(queries)[:, None]
+    return squared
+
+
 def rank(query_features, database_features, top_k, exclude=None):
     """Indices and distances of the top_k nearest database rows per query, ascending, vectorised.
 
     query_features: (Q, D) and database_features: (N, D), already post-processed.
     exclude: optional (Q,) database row per query to leave out (the query itself), -1 for none.
-    Returns (Q, k) int64 indices and (Q, k) float32 Euclidean distances, k = min(top_k, N).
+    Returns (Q, k) int64 indices and (Q, k) float32 Euclidean distances, k = min(top_k, rows available).
     """
-    database_norms = np.einsum("ij,ij->i", database_features, database_features)
-    top_k = min(top_k, database_features.shape[0] - (1 if exclude is not None and (np.asarray(exclude) >= 0).any() else 0))
-    all_indices, all_distances = [], []
-    for start in range(0, len(query_features), QUERY_BLOCK):
+    exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
+    top_k = max(0, min(top_k, len(database_features) - int((exclude >= 0).any())))
+    database_norms = squared_norms(database_features)
+    all_indices = np.zeros((len(query_features), top_k), dtype=np.int64)
+    all_distances = np.zeros((len(query_features), top_k), dtype=np.float32)
+    for start in range(0, len(query_features) if top_k else 0, QUERY_BLOCK):
         block = query_features[start : start + QUERY_BLOCK]
-        # |q - x|^2 = |q|^2 - 2 q.x + |x|^2, one matrix product per block instead of a loop over items.
-        squared = database_norms[None, :] - 2.0 * block @ database_features.T
-        squared += np.einsum("ij,ij->i", block, block)[:, None]
-        if exclude is not None:
-            rows = np.arange(len(block))
-            excluded = np.asarray(exclude[start : start + QUERY_BLOCK])
-            squared[rows[excluded >= 0], excluded[excluded >= 0]] = np.inf
-        nearest = np.argpartition(squared, top_k - 1, axis=1)[:, :top_k] if top_k < squared.shape[1] else np.tile(np.arange(squared.shape[1]), (len(block), 1))
-        order = np.take_along_axis(squared, nearest, axis=1).argsort(axis=1, kind="stable")
-        nearest = np.take_along_axis(nearest, order, axis=1)
-        all_indices.append(nearest)
-        all_distances.append(np.sqrt(np.maximum(np.take_along_axis(squared, nearest, axis=1), 0.0)))
-    return np.concatenate(all_indices), np.concatenate(all_distances).astype(np.float32)
+        squared = squared_distances(block, database_features, database_norms)
+        excluded = exclude[start : start + QUERY_BLOCK]
+        squared[np.flatnonzero(excluded >= 0), excluded[excluded >= 0]] = np.inf
+        nearest = np.argpartition(squared, top_k - 1, axis=1)[:, :top_k]
+        nearest_squared = np.take_along_axis(squared, nearest, axis=1)
+        order = nearest_squared.argsort(axis=1, kind="stable")
+        all_indices[start : start + len(block)] = np.take_along_axis(nearest, order, axis=1)
+        all_distances[start : start + len(block)] = np.sqrt(np.maximum(np.take_along_axis(nearest_squared, order, axis=1), 0.0))
+    return all_indices, all_distances
 
 
 def rows_of_queries(feature_index, query_paths):

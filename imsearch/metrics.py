@@ -1,9 +1,11 @@
 """Quality measures: reconstruction error of the autoencoder and retrieval quality of the index."""
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
-from imsearch import data
+from imsearch import InputError, data, index
 
 
 def reconstruction_error(autoencoder, paths, batch_size):
@@ -24,3 +26,78 @@ def reconstruct_examples(autoencoder, paths):
     image_size, channels = autoencoder.input_shape[1], autoencoder.input_shape[3]
     originals = np.stack([data.read_image(path, image_size, channels) for path in paths]).astype(np.float32) / 255.0
     return originals, autoencoder(originals, training=False).numpy()
+
+
+def retrieval_metrics(query_features, query_labels, database_features, database_labels, exclude=None, neighbours=10):
+    """mAP, mAP@100, precision@10 and @100, and k-NN accuracy of Euclidean ranking; same-label is relevant.
+
+    Features must already be post-processed. exclude gives, per query, a database row to leave out (-1: none).
+    AP@100 divides by min(relevant, 100), so a perfect top 100 scores 1.
+    """
+    classes, database_codes = np.unique(np.asarray(database_labels), return_inverse=True)
+    code_of = {label: code for code, label in enumerate(classes.tolist())}
+    query_codes = np.array([code_of.get(label, -1) for label in query_labels])
+    relevant_counts = np.append(np.bincount(database_codes, minlength=len(classes)), 0)  # Code -1: no relevant items.
+    database_norms = index.squared_norms(database_features)
+    exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
+    sums = {"map": 0.0, "map_at_100": 0.0, "precision_at_10": 0.0, "precision_at_100": 0.0, "knn_accuracy": 0.0}
+    for start in range(0, len(query_features), index.QUERY_BLOCK):
+        stop = start + index.QUERY_BLOCK
+        squared = index.squared_distances(query_features[start:stop], database_features, database_norms)
+        excluded = exclude[start:stop]
+        squared[np.flatnonzero(excluded >= 0), excluded[excluded >= 0]] = np.inf
+        ranked_rows = np.argsort(squared, axis=1, kind="stable")
+        ranked_codes = database_codes[ranked_rows]
+        # The excluded row sorts last (infinite distance); it counts as neither relevant nor a neighbour.
+        relevant = (ranked_codes == query_codes[start:stop, None]) & (ranked_rows != excluded[:, None])
+        totals = relevant_counts[query_codes[start:stop]] - (excluded >= 0)
+        add_block_metrics(sums, relevant, np.maximum(totals, 1), ranked_codes[:, :neighbours], query_codes[start:stop])
+    return {name: value / len(query_features) for name, value in sums.items()}
+
+
+def add_block_metrics(sums, relevant, totals, nearest_labels, query_labels):
+    """Add one block's per-query metrics to the running sums; relevant is (Q, N) in rank order."""
+    hits = np.cumsum(relevant, axis=1)
+    ranks = np.arange(1, relevant.shape[1] + 1)
+    precision_at_hits = np.where(relevant, hits / ranks, 0.0)
+    sums["map"] += float((precision_at_hits.sum(axis=1) / totals).sum())
+    sums["map_at_100"] += float((precision_at_hits[:, :100].sum(axis=1) / np.minimum(totals, 100)).sum())
+    sums["precision_at_10"] += float(hits[:, min(10, hits.shape[1]) - 1].sum() / 10)
+    sums["precision_at_100"] += float(hits[:, min(100, hits.shape[1]) - 1].sum() / 100)
+    sums["knn_accuracy"] += float(sum(majority_vote(labels) == label for labels, label in zip(nearest_labels, query_labels)))
+
+
+def majority_vote(labels):
+    """The most frequent label; ties go to the label reached first in rank order."""
+    values, first_positions, counts = np.unique(labels, return_index=True, return_counts=True)
+    best = np.flatnonzero(counts == counts.max())
+    return values[best[np.argmin(first_positions[best])]]
+
+
+def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_size):
+    """Retrieval metrics of the suite's features and of raw pixels (Euclidean, cosine) for a labelled query folder."""
+    if feature_index["labels"] is None:
+        raise InputError("the index has no labels (its images are not in class subfolders); index a labelled folder")
+    relative_paths, labels = data.list_images(queries_dir)
+    if labels is None:
+        raise InputError(f"{queries_dir}: queries need class subfolders (<class>/<image>) to be scored")
+    query_paths = [os.path.join(queries_dir, path) for path in relative_paths]
+    query_features, readable = index.encode_paths(encoder, query_paths, batch_size, "queries")
+    query_paths = [path for path, ok in zip(query_paths, readable) if ok]
+    query_labels = [label for label, ok in zip(labels, readable) if ok]
+    exclude = index.rows_of_queries(feature_index, query_paths)
+    database_labels = feature_index["labels"]
+    results = {"autoencoder": retrieval_metrics(
+        index.postprocess_features(query_features, metric), query_labels,
+        index.postprocess_features(feature_index["features"], metric), database_labels, exclude)}
+    image_size, channels = feature_index["image_size"], feature_index["channels"]
+    database_paths = [os.path.join(feature_index["dataset_dir"], path) for path in feature_index["paths"]]
+    database_pixels, database_readable = index.pixel_features(database_paths, image_size, channels, batch_size)
+    if not database_readable.all():
+        raise InputError(f"{feature_index['dataset_dir']}: indexed images are gone or changed; rebuild the index")
+    query_pixels, _ = index.pixel_features(query_paths, image_size, channels, batch_size)
+    for pixel_metric in ("euclidean", "cosine"):
+        results[f"pixels_{pixel_metric}"] = retrieval_metrics(
+            index.postprocess_features(query_pixels, pixel_metric), query_labels,
+            index.postprocess_features(database_pixels, pixel_metric), database_labels, exclude)
+    return results | {"queries": len(query_paths), "database": len(database_paths)}

@@ -74,3 +74,20 @@ def plot_losses(history, path):
     axes.legend()
     axes.grid(alpha=0.3)
     save_figure(figure, path)
+
+
+def plot_feature_map(features, labels, path, max_points=5000, seed=0):
+    """A 2-D PCA map of the features, one colour per class, as a PNG."""
+    from sklearn import decomposition
+
+    rows = np.random.default_rng(seed).permutation(len(features))[:max_points]
+    points = decomposition.PCA(n_components=2, random_state=seed).fit_transform(features[rows])
+    labels = np.asarray(labels)[rows]
+    figure, axes = pyplot.subplots(figsize=(7, 6))
+    colours = pyplot.get_cmap("tab10" if len(set(labels)) <= 10 else "tab20")
+    for number, label in enumerate(sorted(set(labels))):
+        chosen = labels == label
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.6, color=colours(number % colours.N), label=label)
+    axes.set_title("Feature space (PCA of encoder features)")
+    axes.legend(markerscale=4, fontsize=8, loc="best")
+    save_figure(figure, path)

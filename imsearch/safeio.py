@@ -12,9 +12,7 @@ from imsearch import InputError
 # The only globals a pickle of plain containers and numpy arrays needs: numpy's own rebuild helpers.
 # Both module spellings appear, since numpy 2 renamed numpy.core to numpy._core.
 ALLOWED_GLOBALS = {
-    (module, name)
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")
+    (module, "_reconstruct") for module in ("numpy.core.multiarray", "numpy._core.multiarray")
 } | {
     (module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")
 } | {("numpy", "ndarray"), ("numpy", "dtype")}

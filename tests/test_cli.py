@@ -1,0 +1,45 @@
+"""Flags are generated from config.Config: names, types, defaults in --help, no abbreviations."""
+
+import dataclasses
+
+import pytest
+
+import config
+import search
+import train
+from imsearch import cli
+
+
+def test_every_train_flag_comes_from_the_config(capsys):
+    with pytest.raises(SystemExit) as raised:
+        train.main(["--help"])
+    assert raised.value.code == 0
+    help_text = capsys.readouterr().out
+    for name in train.FIELDS:
+        assert cli.flag_name(name) in help_text
+    assert "(default: 192)" in help_text and "(default: 32 64)" in help_text and "--no-flip-augmentation" in help_text
+
+
+def test_flag_names_drop_dir_and_path_suffixes():
+    assert [cli.flag_name(name) for name in ("dataset_dir", "model_path", "top_k", "sample_dir")] == [
+        "--dataset", "--model", "--top-k", "--sample-dir"]
+
+
+def test_parsed_values_are_typed_and_frozen():
+    parser = cli.make_parser("test", ("epochs", "learning_rate", "filters", "images"))
+    settings, _ = cli.parse_config(parser, ["--epochs", "3", "--learning-rate", "0.01", "--filters", "8", "16", "--no-images"])
+    assert (settings.epochs, settings.learning_rate, settings.filters, settings.images) == (3, 0.01, (8, 16), False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.epochs = 5
+
+
+def test_every_field_has_a_reason():
+    for field in dataclasses.fields(config.Config):
+        assert len(field.metadata["help"]) > 10, field.name
+
+
+@pytest.mark.parametrize("argv", [["--top-k", "0", "x.png"], ["--metric", "manhattan", "x.png"]])
+def test_search_rejects_nonsense(argv, capsys):
+    with pytest.raises(SystemExit) as raised:
+        search.main(argv)
+    assert raised.value.code == 2 and "error:" in capsys.readouterr().err

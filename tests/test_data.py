@@ -1,0 +1,97 @@
+"""Unit tests of image listing, reading, resizing, splitting and shape inference."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from imsearch import InputError, data
+
+
+def test_resize_and_crop_keeps_aspect_and_takes_the_centre():
+    image = np.zeros((40, 80), dtype=np.uint8)
+    image[:, 20:60] = 255  # A white centre band as wide as the crop that should remain.
+    cropped = data.resize_and_crop(image, 20)
+    assert cropped.shape == (20, 20)
+    assert cropped.min() == 255  # Only the centre 40x40, now 20x20, survives: all white.
+
+
+@pytest.mark.parametrize("height, width", [(7, 31), (100, 30), (28, 28), (1, 1)])
+def test_resize_and_crop_always_gives_the_size(height, width):
+    assert data.resize_and_crop(np.ones((height, width, 3), np.uint8), 16).shape == (16, 16, 3)
+
+
+def test_read_image_returns_rgb_and_gray(tmp_path):
+    bgr = np.zeros((10, 14, 3), dtype=np.uint8)
+    bgr[..., 2] = 200  # Red in OpenCV's BGR order.
+    cv2.imwrite(str(tmp_path / "red.png"), bgr)
+    rgb = data.read_image(str(tmp_path / "red.png"), 8, 3)
+    assert rgb.shape == (8, 8, 3) and rgb[..., 0].min() == 200 and rgb[..., 2].max() == 0
+    gray = data.read_image(str(tmp_path / "red.png"), 8, 1)
+    assert gray.shape == (8, 8, 1) and 50 < gray.mean() < 70  # 0.299 * 200
+
+
+def test_read_image_refuses_non_images(tmp_path):
+    (tmp_path / "fake.jpg").write_text("text")
+    with pytest.raises(data.UnreadableImage, match="fake.jpg: not a readable image"):
+        data.read_image(str(tmp_path / "fake.jpg"), 8, 3)
+
+
+def test_list_images_is_sorted_recursive_and_labelled(tmp_path):
+    for relative in ("b/2.png", "b/10.PNG", "a/x/1.jpg", "top.bmp", "c/readme.txt"):
+        os.makedirs(tmp_path / os.path.dirname(relative), exist_ok=True)
+        (tmp_path / relative).write_bytes(b"")
+    paths, labels = data.list_images(str(tmp_path))
+    assert paths == ["a/x/1.jpg", "b/10.PNG", "b/2.png", "top.bmp"]
+    assert labels == ["a", "b", "b", None]
+
+
+def test_list_images_without_subfolders_has_no_labels(tmp_path):
+    (tmp_path / "one.png").write_bytes(b"")
+    assert data.list_images(str(tmp_path)) == (["one.png"], None)
+
+
+def test_list_images_errors(tmp_path):
+    with pytest.raises(InputError, match="no such folder"):
+        data.list_images(str(tmp_path / "missing"))
+    with pytest.raises(InputError, match="no images"):
+        data.list_images(str(tmp_path))
+
+
+def test_split_is_seeded_disjoint_and_complete():
+    train, validation = data.split_indices(100, 0.1, seed=7)
+    again_train, again_validation = data.split_indices(100, 0.1, seed=7)
+    assert np.array_equal(train, again_train) and np.array_equal(validation, again_validation)
+    assert len(validation) == 10 and not set(train) & set(validation)
+    assert sorted(set(train) | set(validation)) == list(range(100))
+    assert not np.array_equal(validation, data.split_indices(100, 0.1, seed=8)[1])
+
+
+def test_infer_image_shape(tmp_path):
+    cv2.imwrite(str(tmp_path / "gray.png"), np.zeros((30, 30), np.uint8))
+    assert data.infer_image_shape([str(tmp_path / "gray.png")]) == (32, 1)  # Rounded up to a multiple of 4.
+    colour = np.zeros((30, 50, 3), np.uint8)
+    colour[..., 1] = 99
+    cv2.imwrite(str(tmp_path / "colour.png"), colour)
+    assert data.infer_image_shape([str(tmp_path / "gray.png"), str(tmp_path / "colour.png")]) == (data.VARIED_IMAGE_SIZE, 3)
+
+
+def test_iterate_batches_marks_unreadable_files(tmp_path):
+    cv2.imwrite(str(tmp_path / "good.png"), np.full((5, 5), 255, np.uint8))
+    (tmp_path / "bad.png").write_text("x")
+    paths = [str(tmp_path / "good.png"), str(tmp_path / "bad.png"), str(tmp_path / "good.png")]
+    batches = list(data.iterate_batches(paths, 4, 1, batch_size=2))
+    assert [start for start, _, _ in batches] == [0, 2]
+    assert batches[0][2].tolist() == [True, False] and batches[0][1].shape == (1, 4, 4, 1)
+    assert batches[0][1].dtype == np.float32 and batches[0][1].max() == 1.0
+
+
+def test_training_dataset_streams_batches_of_pairs(tmp_path):
+    for number in range(5):
+        cv2.imwrite(str(tmp_path / f"{number}.png"), np.full((9, 9), number * 50, np.uint8))
+    dataset = data.training_dataset([str(tmp_path / f"{n}.png") for n in range(5)], 8, 1, batch_size=2)
+    batches = [(inputs.numpy(), targets.numpy()) for inputs, targets in dataset]
+    assert [len(inputs) for inputs, _ in batches] == [2, 2, 1]
+    assert all(np.array_equal(inputs, targets) for inputs, targets in batches)
+    assert np.isclose(batches[2][0].max(), 200 / 255)

@@ -1,0 +1,84 @@
+"""Converting idx files and CIFAR batches into image folders, and a run on real Fashion-MNIST."""
+
+import gzip
+import os
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+
+import index_dataset
+import prepare_dataset
+import search
+import train
+from imsearch import InputError, datasets
+
+
+def write_idx(path, array):
+    """Write a uint8 array as a gzipped idx file."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    with gzip.open(path, "wb") as file:
+        file.write(header + array.tobytes())
+
+
+def test_idx_round_trip_and_truncation(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    write_idx(str(tmp_path / "x.gz"), images)
+    assert np.array_equal(datasets.read_idx(str(tmp_path / "x.gz")), images)
+    with gzip.open(tmp_path / "x.gz", "rb") as file:
+        raw = file.read()
+    with gzip.open(tmp_path / "cut.gz", "wb") as file:
+        file.write(raw[:-10])
+    with pytest.raises(InputError, match="truncated"):
+        datasets.read_idx(str(tmp_path / "cut.gz"))
+
+
+def test_prepare_mnist_from_idx_files(tmp_path):
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 6), ("t10k", 2)):
+        write_idx(str(tmp_path / f"{split}-images-idx3-ubyte.gz"), rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
+        write_idx(str(tmp_path / f"{split}-labels-idx1-ubyte.gz"), np.arange(count, dtype=np.uint8))
+    prepare_dataset.main(["mnist", "--source", str(tmp_path), "--dataset-root", str(tmp_path / "out")])
+    assert sorted(os.listdir(tmp_path / "out" / "mnist" / "train")) == [str(digit) for digit in range(10)]
+    assert os.listdir(tmp_path / "out" / "mnist" / "train" / "5") == ["5.png"]
+    assert os.listdir(tmp_path / "out" / "mnist" / "test" / "1") == ["1.png"]
+
+
+def test_prepare_cifar10_batches_keeps_colours(tmp_path):
+    def batch(count, red):
+        planes = np.zeros((count, 3, 32, 32), dtype=np.uint8)
+        planes[:, 0] = red  # The first 1024 bytes of a row are the red plane.
+        return {b"data": planes.reshape(count, 3072), b"labels": [index % 2 for index in range(count)]}
+
+    for number in range(1, 6):
+        (tmp_path / f"data_batch_{number}").write_bytes(pickle.dumps(batch(2, 200), protocol=4))
+    (tmp_path / "test_batch").write_bytes(pickle.dumps(batch(2, 200), protocol=4))
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"cat", b"dog"]}, protocol=4))
+    prepare_dataset.main(["cifar10", "--source", str(tmp_path), "--dataset-root", str(tmp_path / "out")])
+    cat_dir = tmp_path / "out" / "cifar10" / "train" / "cat"
+    assert len(os.listdir(cat_dir)) == 5
+    blue, green, red = cv2.imread(str(cat_dir / os.listdir(cat_dir)[0])).reshape(-1, 3).mean(axis=0)
+    assert red == 200 and blue == 0
+
+
+@pytest.mark.skipif(not os.path.isdir(datasets.DEBIAN_FASHION_MNIST_DIR),
+                    reason="Debian package dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_subset_end_to_end(tmp_path, capsys):
+    splits = datasets.load_fashion_mnist()
+    assert splits["train"][0].shape == (60000, 28, 28) and splits["test"][0].shape == (10000, 28, 28)
+    subset = {"train": (splits["train"][0][:600], splits["train"][1][:600]),
+              "test": (splits["test"][0][:20], splits["test"][1][:20])}
+    datasets.write_image_folders(subset, datasets.FASHION_MNIST_CLASSES, str(tmp_path / "fashion"))
+    train_dir, output_dir = str(tmp_path / "fashion" / "train"), str(tmp_path / "output")
+    train.main(["--dataset", train_dir, "--output", output_dir, "--epochs", "2"])
+    model_path, index_path = os.path.join(output_dir, "autoencoder.keras"), os.path.join(output_dir, "features.pkl")
+    index_dataset.main(["--dataset", train_dir, "--model", model_path, "--index", index_path])
+    capsys.readouterr()
+    search.main(["--dataset", train_dir, "--model", model_path, "--index", index_path, "--output", output_dir,
+                 "--sample", "3", "--top-k", "10"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 30
+    # Even a two-epoch model on 600 images should rank same-class images first more often than chance (10%).
+    same_class = [line.split("\t")[0].split("/")[-2] == line.split("\t")[3].split("/")[-2] for line in lines]
+    assert sum(same_class) / len(same_class) > 0.2

@@ -1,0 +1,97 @@
+"""Each script's main(argv) end to end on tiny folders: train, evaluate, index, search."""
+
+import json
+import os
+import pickle
+
+import cv2
+import numpy as np
+
+import evaluate
+import index_dataset
+import search
+import train
+
+
+def test_train_writes_model_config_history_and_plot(gray_model):
+    for name in ("autoencoder.keras", "autoencoder.json", "training_loss.png", "logs/history.csv"):
+        assert os.path.getsize(gray_model / name) > 0, name
+    saved = json.loads((gray_model / "autoencoder.json").read_text())
+    assert (saved["image_size"], saved["channels"]) == (28, 1)  # inferred from the images
+    assert saved["train_images"] + saved["validation_images"] == 48
+    assert not [name for name in os.listdir(gray_model) if name.startswith(".")]  # no temporary files left
+
+
+def test_evaluate_prints_validation_and_other_folder_mse(gray_model, gray_dataset, capsys):
+    evaluate.main(["--model", str(gray_model / "autoencoder.keras"), "--output", str(gray_model),
+                   "--dataset", str(gray_dataset / "test")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split("\t") == ["split", "images", "reconstruction_mse"]
+    validation = lines[1].split("\t")
+    assert validation[0] == "validation" and int(validation[1]) == 5 and 0 < float(validation[2]) < 1
+    assert lines[2].split("\t")[1] == "9"
+    grid = cv2.imread(str(gray_model / "reconstructions.png"))
+    assert grid.shape[0] == 2 * 128 and grid.shape[1] == 5 * 128  # 5 validation images, originals above
+
+
+def test_index_holds_paths_labels_and_features(gray_index, gray_model):
+    with open(gray_index, "rb") as file:
+        saved = pickle.load(file)  # Our own file, written just now by the test.
+    assert saved["paths"][0] == "cross/000.png" and saved["paths"] == sorted(saved["paths"])
+    assert saved["labels"][:1] == ["cross"] and len(saved["labels"]) == 48
+    assert saved["features"].dtype == np.float32 and saved["features"].shape == (48, 16)
+    assert (saved["image_size"], saved["channels"]) == (28, 1)
+    assert len(saved["model_sha256"]) == 64
+
+
+def test_search_sample_prints_tab_separated_hits_only(gray_index, gray_model, gray_dataset, capsys):
+    search.main(["--model", str(gray_model / "autoencoder.keras"), "--index", str(gray_index),
+                 "--dataset", str(gray_dataset / "train"), "--output", str(gray_model), "--sample", "3"])
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 30
+    for line in lines:
+        query, rank, distance, path = line.split("\t")
+        assert query.startswith(str(gray_dataset / "test")) and 1 <= int(rank) <= 10
+        assert float(distance) >= 0 and os.path.isfile(path)
+    distances = [float(line.split("\t")[2]) for line in lines[:10]]
+    assert distances == sorted(distances)
+    for number in (1, 2, 3):
+        assert cv2.imread(str(gray_model / f"results_{number}.jpg")).shape == (256, 640, 3)
+        assert cv2.imread(str(gray_model / f"query_{number}.jpg")) is not None
+
+
+def test_search_never_returns_the_query_itself(gray_index, gray_model, gray_dataset, capsys, monkeypatch):
+    query = str(gray_dataset / "train" / "disc" / "004.png")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(query + "\n"))
+    search.main(["--model", str(gray_model / "autoencoder.keras"), "--index", str(gray_index), "--no-images",
+                 "--top-k", "47", "-"])
+    paths = [line.split("\t")[3] for line in capsys.readouterr().out.splitlines()]
+    assert len(paths) == 47 and not any(path.endswith("disc/004.png") for path in paths)
+
+
+def test_colour_folder_of_odd_sizes_keeps_colours(colour_dataset, tmp_path, capsys):
+    train.main(["--dataset", str(colour_dataset / "train"), "--output", str(tmp_path), "--epochs", "1",
+                "--latent-dim", "8", "--filters", "4", "8"])
+    saved = json.loads((tmp_path / "autoencoder.json").read_text())
+    assert (saved["image_size"], saved["channels"]) == (64, 3)  # varied sizes: the documented default
+    model_path, index_path = str(tmp_path / "autoencoder.keras"), str(tmp_path / "features.pkl")
+    index_dataset.main(["--dataset", str(colour_dataset / "train"), "--model", model_path, "--index", index_path])
+    red_query = str(colour_dataset / "test" / "disc" / "000.png")
+    search.main(["--model", model_path, "--index", index_path, "--output", str(tmp_path), "--top-k", "3", red_query])
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    blue, green, red = cv2.imread(str(tmp_path / "query_1.jpg")).reshape(-1, 3).max(axis=0)
+    assert red > 200 and blue < 100  # a red disc stays red on disk: RGB and BGR are not swapped
+
+
+def test_evaluate_with_queries_scores_features_and_pixel_baselines(gray_model, gray_index, gray_dataset, capsys):
+    evaluate.main(["--model", str(gray_model / "autoencoder.keras"), "--output", str(gray_model),
+                   "--index", str(gray_index), "--queries", str(gray_dataset / "test")])
+    assert "pixels_cosine" in capsys.readouterr().out
+    scores = json.loads((gray_model / "metrics.json").read_text())
+    assert (scores["queries"], scores["database"]) == (9, 48)
+    for method in ("autoencoder", "pixels_euclidean", "pixels_cosine"):
+        assert set(scores[method]) == {"map", "map_at_100", "precision_at_10", "precision_at_100", "knn_accuracy"}
+        assert all(0 <= value <= 1 for value in scores[method].values())
+    assert scores["pixels_euclidean"]["map"] > 1 / 3  # Shapes are easier than chance even for raw pixels.
+    assert cv2.imread(str(gray_model / "feature_map.png")) is not None

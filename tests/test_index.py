@@ -1,0 +1,79 @@
+"""Unit tests of ranking, feature post-processing, the restricted unpickler and atomic writes."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from imsearch import InputError, index, safeio
+
+
+def brute_force(queries, database, top_k):
+    """The original design's algorithm: a loop of np.linalg.norm over every item, then sorted."""
+    results = []
+    for query in queries:
+        distances = [(np.linalg.norm(query - item), row) for row, item in enumerate(database)]
+        results.append(sorted(distances)[:top_k])
+    return results
+
+
+def test_rank_matches_brute_force():
+    rng = np.random.default_rng(0)
+    database = rng.normal(size=(700, 12)).astype(np.float32)
+    queries = rng.normal(size=(300, 12)).astype(np.float32)  # More than one query block.
+    rows, distances = index.rank(queries, database, top_k=7)
+    for query_rows, query_distances, expected in zip(rows, distances, brute_force(queries, database, 7)):
+        assert query_rows.tolist() == [row for _, row in expected]
+        assert np.allclose(query_distances, [distance for distance, _ in expected], atol=1e-4)
+
+
+def test_rank_excludes_the_query_itself():
+    database = np.arange(10, dtype=np.float32).reshape(5, 2)
+    rows, distances = index.rank(database[[1, 3]], database, top_k=10, exclude=np.array([1, -1]))
+    assert rows.shape == (2, 4)  # One row fewer than the database: the query is left out.
+    assert 1 not in rows[0] and rows[1][0] == 3 and distances[1][0] == 0
+
+
+def test_cosine_postprocessing_normalises_rows():
+    features = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    normalised = index.postprocess_features(features, "cosine")
+    assert np.allclose(normalised[0], [0.6, 0.8]) and np.all(np.isfinite(normalised))
+    assert index.postprocess_features(features, "euclidean") is not None
+    assert np.array_equal(index.postprocess_features(features, "euclidean"), features)
+
+
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+def test_restricted_unpickler_reads_arrays_and_plain_containers(tmp_path, protocol):
+    value = {"features": np.arange(6, dtype=np.float32).reshape(2, 3), "paths": ["a", "b"], "n": (1, 2.5, None)}
+    (tmp_path / "ok.pkl").write_bytes(pickle.dumps(value, protocol=protocol))
+    loaded = safeio.restricted_load(str(tmp_path / "ok.pkl"))
+    assert np.array_equal(loaded["features"], value["features"]) and loaded["paths"] == ["a", "b"]
+
+
+def test_restricted_unpickler_refuses_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"features": Payload()}))
+    with pytest.raises(InputError, match="refused to load posix.system"):
+        safeio.restricted_load(str(tmp_path / "evil.pkl"))
+    assert not (tmp_path / "ran").exists()
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "file.bin"
+    safeio.atomic_write_bytes(str(target), b"first")
+    with pytest.raises(RuntimeError):
+        with safeio.atomic_path(str(target)) as temporary_path:
+            with open(temporary_path, "wb") as file:
+                file.write(b"half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"first" and os.listdir(tmp_path) == ["file.bin"]
+
+
+def test_atomic_write_into_unwritable_place_is_a_clear_error(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(InputError, match="cannot write here"):
+        safeio.atomic_write_bytes(str(tmp_path / "a_file" / "x.bin"), b"data")
