@@ -3,6 +3,7 @@
 import json
 import os
 
+import config
 from imsearch import InputError, cli, data, index, metrics, model, pictures, safeio, training
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size")
@@ -43,7 +44,9 @@ def main(argv=None):
     trained = read_training_config(settings.model_path)
     _, validation_paths = training.split_folder(trained["dataset_dir"], trained["validation_fraction"], trained["seed"])
     results = {"validation": metrics.reconstruction_error(autoencoder, validation_paths, settings.encode_batch_size)}
-    if os.path.realpath(settings.dataset_dir) != os.path.realpath(trained["dataset_dir"]):
+    # --dataset counts only when given: its default names the default training folder, not a second one.
+    given_dataset = settings.dataset_dir != config.DEFAULTS.dataset_dir
+    if given_dataset and os.path.realpath(settings.dataset_dir) != os.path.realpath(trained["dataset_dir"]):
         relative_paths, _ = data.list_images(settings.dataset_dir)
         folder_paths = [os.path.join(settings.dataset_dir, path) for path in relative_paths]
         results[settings.dataset_dir] = metrics.reconstruction_error(autoencoder, folder_paths, settings.encode_batch_size)
