@@ -53,7 +53,9 @@ def main(argv=None):
     print("split\timages\treconstruction_mse")
     for name, (error, count) in results.items():
         print(f"{name}\t{count}\t{error:.6f}")
-    examples = data.keep_readable(validation_paths[:EXAMPLE_COUNT * 2], *model.image_shape_of(autoencoder))[:EXAMPLE_COUNT]
+    # Spread the examples over the sorted split, so they show several classes rather than the first one.
+    spread = validation_paths[:: max(1, len(validation_paths) // (EXAMPLE_COUNT * 2))]
+    examples = data.keep_readable(spread, *model.image_shape_of(autoencoder))[:EXAMPLE_COUNT]
     originals, reconstructions = metrics.reconstruct_examples(autoencoder, examples)
     pictures.write_rgb(os.path.join(settings.output_dir, "reconstructions.png"), pictures.reconstruction_grid(originals, reconstructions))
     if settings.queries_dir:
