@@ -48,6 +48,7 @@ class Config:
     sample: int = option(0, "search N random images of --sample-dir instead of listed queries")
     sample_dir: str = option("", "folder to sample queries from; empty means the test folder beside the dataset, else the dataset")
     images: bool = option(True, "write query and result montages to the output folder")
+    html_path: str = option("", "also write a self-contained HTML gallery of the results here; empty writes none")
 
 
 DEFAULTS = Config()

@@ -3,10 +3,10 @@
 import os
 import sys
 
-from imsearch import InputError, cli, data, index, model, pictures, safeio
+from imsearch import InputError, cli, data, gallery, index, model, pictures, safeio
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "top_k", "metric", "sample", "sample_dir",
-          "images", "encode_batch_size", "seed")
+          "images", "html_path", "encode_batch_size", "seed")
 
 
 def gather_queries(arguments, settings):
@@ -28,12 +28,26 @@ def display_path(path):
     return os.path.abspath(path) if relative.startswith("..") else relative
 
 
-def write_pictures(output_dir, feature_index, query_paths, rows):
-    """query_<i>.jpg and results_<i>.jpg (a montage of the hits in rank order) per query."""
-    for number, (query_path, hit_rows) in enumerate(zip(query_paths, rows), start=1):
-        pictures.write_rgb(os.path.join(output_dir, f"query_{number}.jpg"), pictures.to_display(data.read_image(query_path, pictures.CELL_SIZE, 3)))
-        hits = [data.read_image(os.path.join(feature_index["dataset_dir"], feature_index["paths"][row]), pictures.CELL_SIZE, 3) for row in hit_rows]
-        pictures.write_rgb(os.path.join(output_dir, f"results_{number}.jpg"), pictures.montage(hits))
+def write_pictures(settings, feature_index, query_paths, rows, distances):
+    """Per query, query_<i>.jpg and results_<i>.jpg (hits in rank order), and the HTML gallery if asked."""
+    sections = []
+    for number, (query_path, hit_rows, hit_distances) in enumerate(zip(query_paths, rows, distances), start=1):
+        query_image = data.read_image(query_path, pictures.CELL_SIZE, 3)
+        hit_paths = [hit_path(feature_index, row) for row in hit_rows]
+        hit_images = [data.read_image(path, pictures.CELL_SIZE, 3) for path in hit_paths]
+        if settings.images:
+            pictures.write_rgb(os.path.join(settings.output_dir, f"query_{number}.jpg"), pictures.to_display(query_image))
+            pictures.write_rgb(os.path.join(settings.output_dir, f"results_{number}.jpg"), pictures.montage(hit_images))
+        if settings.html_path:
+            hits = [(display_path(path), distance, image) for path, distance, image in zip(hit_paths, hit_distances, hit_images)]
+            sections.append(gallery.query_section(number, query_path, query_image, hits))
+    if settings.html_path:
+        gallery.write_gallery(settings.html_path, sections, settings.metric)
+
+
+def hit_path(feature_index, row):
+    """The file of an index row."""
+    return os.path.join(feature_index["dataset_dir"], feature_index["paths"][row])
 
 
 @cli.reports_errors
@@ -57,11 +71,10 @@ def main(argv=None):
         data.warn(f"skipped {len(query_paths) - len(found_paths)} unreadable query image(s), first: {missing}")
     for query_path, hit_rows, hit_distances in zip(found_paths, rows, distances):
         for rank, (row, distance) in enumerate(zip(hit_rows, hit_distances), start=1):
-            hit_path = os.path.join(feature_index["dataset_dir"], feature_index["paths"][row])
-            print(f"{query_path}\t{rank}\t{distance:.6f}\t{display_path(hit_path)}")
+            print(f"{query_path}\t{rank}\t{distance:.6f}\t{display_path(hit_path(feature_index, row))}")
     sys.stdout.flush()
-    if settings.images:
-        write_pictures(settings.output_dir, feature_index, found_paths, rows)
+    if settings.images or settings.html_path:
+        write_pictures(settings, feature_index, found_paths, rows, distances)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ ALLOWED_GLOBALS = {
 } | {("numpy", "ndarray"), ("numpy", "dtype")}
 
 
+CURRENT_UMASK = os.umask(0o022)
+os.umask(CURRENT_UMASK)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that accepts plain containers and numpy arrays and refuses every other global."""
 
@@ -59,6 +63,8 @@ def atomic_path(path):
     os.close(descriptor)
     try:
         yield temporary_path
+        # mkstemp creates files readable by the owner only; give the result the usual permissions.
+        os.chmod(temporary_path, 0o666 & ~CURRENT_UMASK)
         os.replace(temporary_path, path)
     except OSError as error:
         raise InputError(f"{path}: could not be written ({error.strerror}); free space or choose another --output") from None
