@@ -1,6 +1,7 @@
 """The feature index: encode a folder, save and load it safely, and rank it against queries."""
 
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -58,6 +59,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size):
     """Encode every image of dataset_dir into an index dict, skipping unreadable files with a warning."""
     relative_paths, labels = data.list_images(dataset_dir)
     paths = [os.path.join(dataset_dir, path) for path in relative_paths]
+    print(f"encoding {len(paths)} images of {dataset_dir}", file=sys.stderr, flush=True)
     features, readable = encode_paths(encoder, paths, batch_size)
     skipped = int((~readable).sum())
     if skipped:

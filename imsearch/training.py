@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import sys
 
 from tensorflow import keras
@@ -32,10 +33,10 @@ def split_folder(dataset_dir, validation_fraction, seed):
 class AtomicBestCheckpoint(keras.callbacks.Callback):
     """Save the model whenever val_loss improves, through a temporary file, so the file is always whole."""
 
-    def __init__(self, model_path):
+    def __init__(self, model_path, best=float("inf")):
         super().__init__()
         self.model_path = model_path
-        self.best = float("inf")
+        self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss", (logs or {}).get("loss"))
@@ -46,14 +47,15 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """Rewrite the loss history CSV and plot after every epoch, atomically."""
+    """Rewrite the loss history CSV and plot after every epoch, atomically; rows carry over on resume."""
 
-    def __init__(self, csv_path, plot_path):
+    def __init__(self, csv_path, plot_path, rows=()):
         super().__init__()
         self.csv_path, self.plot_path = csv_path, plot_path
-        self.rows = []
+        self.rows = list(rows)
 
     def on_epoch_end(self, epoch, logs=None):
+        self.rows = [row for row in self.rows if row["epoch"] <= epoch]
         self.rows.append({"epoch": epoch + 1, **{key: float(value) for key, value in (logs or {}).items()}})
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(self.rows[-1]))
@@ -74,12 +76,61 @@ def resolve_image_shape(settings, paths):
     )
 
 
-def make_callbacks(settings, model_path):
-    """Best checkpoint, history CSV and plot, TensorBoard, and optional early stopping."""
+class ResumeState(keras.callbacks.Callback):
+    """After every epoch, save the whole model with its optimizer as resume/epoch-NNNN.keras, atomically."""
+
+    def __init__(self, resume_dir):
+        super().__init__()
+        self.resume_dir = resume_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        with safeio.atomic_path(os.path.join(self.resume_dir, f"epoch-{epoch + 1:04d}.keras")) as temporary_path:
+            self.model.save(temporary_path)
+        for name in os.listdir(self.resume_dir):
+            if name.startswith("epoch-") and name < f"epoch-{epoch + 1:04d}.keras":
+                os.remove(os.path.join(self.resume_dir, name))
+
+
+def load_resume_state(resume_dir, record):
+    """(model, completed epochs) saved by an interrupted run of the same settings, or (None, 0)."""
+    settings_path = os.path.join(resume_dir, "settings.json")
+    try:
+        with open(settings_path) as file:
+            same_run = json.load(file) == record
+    except (OSError, ValueError):
+        same_run = False
+    if not same_run:
+        shutil.rmtree(resume_dir, ignore_errors=True)
+        safeio.atomic_write_bytes(settings_path, json.dumps(record, indent=2).encode())
+        return None, 0
+    for name in sorted((name for name in os.listdir(resume_dir) if name.startswith("epoch-")), reverse=True):
+        try:
+            autoencoder = keras.models.load_model(os.path.join(resume_dir, name), safe_mode=True)
+        except Exception as error:  # A state file Keras cannot read is skipped for the one before it.
+            data.warn(f"{os.path.join(resume_dir, name)}: unreadable resume state ({type(error).__name__}), trying an older one")
+            continue
+        return autoencoder, int(name[len("epoch-") : -len(".keras")])
+    return None, 0
+
+
+def read_history(csv_path, completed_epochs):
+    """Rows of an earlier run's history CSV up to completed_epochs, as numbers."""
+    try:
+        with open(csv_path, newline="") as file:
+            rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(file)]
+    except (OSError, ValueError):
+        return []
+    return [row | {"epoch": int(row["epoch"])} for row in rows if row["epoch"] <= completed_epochs]
+
+
+def make_callbacks(settings, model_path, resume_dir, history_rows):
+    """Best checkpoint, resume state, history CSV and plot, TensorBoard, and optional early stopping."""
     logs_dir = os.path.join(settings.output_dir, "logs")
+    best = min((row["val_loss"] for row in history_rows if "val_loss" in row), default=float("inf"))
     callbacks = [
-        AtomicBestCheckpoint(model_path),
-        HistoryWriter(os.path.join(logs_dir, HISTORY_FILE), os.path.join(settings.output_dir, LOSS_PLOT_FILE)),
+        AtomicBestCheckpoint(model_path, best),
+        HistoryWriter(os.path.join(logs_dir, HISTORY_FILE), os.path.join(settings.output_dir, LOSS_PLOT_FILE), history_rows),
+        ResumeState(resume_dir),
         keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0),
     ]
     if settings.early_stopping_patience:
@@ -88,7 +139,10 @@ def make_callbacks(settings, model_path):
 
 
 def train(settings):
-    """Train on settings.dataset_dir and write the model, its config JSON, history and loss plot."""
+    """Train on settings.dataset_dir, resuming an interrupted run; write model, config JSON, history, plot.
+
+    Returns the model path and the history rows (one dict per epoch).
+    """
     train_paths, validation_paths = split_folder(settings.dataset_dir, settings.validation_fraction, settings.seed)
     settings = resolve_image_shape(settings, train_paths + validation_paths)
     if settings.image_size % 4:
@@ -102,19 +156,26 @@ def train(settings):
     shape = (settings.image_size, settings.channels)
     train_data = data.training_dataset(train_paths, *shape, settings.batch_size, settings.seed, settings.flip_augmentation)
     validation_data = data.training_dataset(validation_paths, *shape, settings.batch_size)
-    autoencoder = model.build_autoencoder(*shape, settings)
-    steps_per_epoch = -(-len(train_paths) // settings.batch_size)
-    model.compile_autoencoder(autoencoder, settings, steps_per_epoch)
     model_path = os.path.join(settings.output_dir, "autoencoder.keras")
+    record = json.loads(json.dumps(dataclasses.asdict(settings) | {
+        "model_path": model_path, "train_images": len(train_paths), "validation_images": len(validation_paths)}))
+    resume_dir = os.path.join(settings.output_dir, "logs", "resume")
+    autoencoder, completed_epochs = load_resume_state(resume_dir, record)
+    if autoencoder is None:
+        autoencoder = model.build_autoencoder(*shape, settings)
+        model.compile_autoencoder(autoencoder, settings, steps_per_epoch=-(-len(train_paths) // settings.batch_size))
+    else:
+        print(f"resuming after epoch {completed_epochs} from {resume_dir}", file=sys.stderr)
     print(f"training on {len(train_paths)} images, validating on {len(validation_paths)}, "
           f"{settings.image_size}x{settings.image_size}x{settings.channels}", file=sys.stderr)
+    history_rows = read_history(os.path.join(settings.output_dir, "logs", HISTORY_FILE), completed_epochs)
     # Keras prints progress to stdout; the suite keeps stdout for results.
     with contextlib.redirect_stdout(sys.stderr):
-        history = autoencoder.fit(
-            train_data, validation_data=validation_data, epochs=settings.epochs,
-            callbacks=make_callbacks(settings, model_path), verbose=1 if sys.stderr.isatty() else 2, shuffle=False,
+        autoencoder.fit(
+            train_data, validation_data=validation_data, epochs=settings.epochs, initial_epoch=completed_epochs,
+            callbacks=make_callbacks(settings, model_path, resume_dir, history_rows),
+            verbose=1 if sys.stderr.isatty() else 2, shuffle=False,
         )
-    record = dataclasses.asdict(settings) | {"model_path": model_path, "train_images": len(train_paths),
-                                             "validation_images": len(validation_paths)}
     safeio.atomic_write_bytes(config_path_for(model_path), json.dumps(record, indent=2).encode())
-    return model_path, history.history
+    shutil.rmtree(resume_dir, ignore_errors=True)  # The run is complete: nothing left to resume.
+    return model_path, read_history(os.path.join(settings.output_dir, "logs", HISTORY_FILE), settings.epochs)

@@ -1,0 +1,120 @@
+"""Real processes killed mid-run, and a full disk: nothing already written is lost, and reruns finish."""
+
+import csv
+import hashlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from conftest import make_folder
+from imsearch import index, model
+
+REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start(script, argv, stderr_path, **keywords):
+    """Start a script as a real subprocess, its stderr going to a file."""
+    with open(stderr_path, "w") as stderr:
+        return subprocess.Popen([sys.executable, script, *argv], cwd=REPOSITORY_DIR, stdout=subprocess.DEVNULL,
+                                stderr=stderr, **keywords)
+
+
+def wait_for(condition, process, timeout=180):
+    """Poll until condition() holds; fail if the process ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the process finished before it could be interrupted"
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def digest(path):
+    """SHA-256 of a file."""
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def history_epochs(output_dir):
+    """Epoch numbers recorded in the history CSV."""
+    with open(output_dir / "logs" / "history.csv", newline="") as file:
+        return [int(float(row["epoch"])) for row in csv.DictReader(file)]
+
+
+def test_training_killed_mid_run_resumes_to_the_same_epoch_count(tmp_path):
+    dataset_dir = make_folder(tmp_path / "data", per_class=100, gray=True, sizes=((28, 28),))
+    output_dir = tmp_path / "output"
+    argv = ["--dataset", dataset_dir, "--output", str(output_dir), "--epochs", "6", "--batch-size", "8",
+            "--latent-dim", "16", "--filters", "8", "16"]
+    process = start("train.py", argv, tmp_path / "first.err")
+    resume_dir = output_dir / "logs" / "resume"
+    wait_for(lambda: resume_dir.is_dir() and any(name.startswith("epoch-0002") for name in os.listdir(resume_dir)), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    completed = history_epochs(output_dir)
+    assert 2 <= len(completed) < 6
+    model.load_autoencoder(str(output_dir / "autoencoder.keras"))  # The best model so far is whole.
+
+    rerun = subprocess.run([sys.executable, "train.py", *argv], cwd=REPOSITORY_DIR, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resuming after epoch" in rerun.stderr
+    assert history_epochs(output_dir) == [1, 2, 3, 4, 5, 6]
+    assert not resume_dir.exists()
+    model.load_autoencoder(str(output_dir / "autoencoder.keras"))
+
+
+def big_folder(root, unique=150, copies=30):
+    """unique large JPEGs and many symbolic links to them: slow enough to decode to interrupt."""
+    rng = np.random.default_rng(0)
+    os.makedirs(root / "x")
+    for number in range(unique):
+        cv2.imwrite(str(root / "x" / f"{number:04d}.jpg"), rng.integers(0, 255, (600, 600, 3), dtype=np.uint8))
+    for copy in range(1, copies):
+        for number in range(unique):
+            os.symlink(root / "x" / f"{number:04d}.jpg", root / "x" / f"{copy:02d}-{number:04d}.jpg")
+    return str(root)
+
+
+def test_indexing_killed_mid_run_keeps_the_previous_index(gray_model, gray_index, tmp_path):
+    index_path = tmp_path / "features.pkl"
+    index_path.write_bytes(gray_index.read_bytes())
+    before = digest(index_path)
+    argv = ["--dataset", big_folder(tmp_path / "big"), "--model", str(gray_model / "autoencoder.keras"),
+            "--index", str(index_path)]
+    process = start("index_dataset.py", argv, tmp_path / "index.err")
+    wait_for(lambda: "encoding" in (tmp_path / "index.err").read_text(), process)
+    time.sleep(0.5)
+    assert process.poll() is None, "indexing ended before it could be interrupted"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert digest(index_path) == before
+    assert len(index.load_index(str(index_path))["paths"]) == 48
+
+    rerun = subprocess.run([sys.executable, "index_dataset.py", *argv], cwd=REPOSITORY_DIR, capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert len(index.load_index(str(index_path))["paths"]) == 150 * 30
+
+
+def limit_file_size():
+    """In the child: files may not grow past 2 kB, and a write past it fails instead of killing the process."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+
+def test_disk_full_while_writing_the_index_is_a_clear_error(gray_model, gray_dataset, gray_index, tmp_path):
+    index_path = tmp_path / "features.pkl"
+    index_path.write_bytes(gray_index.read_bytes())
+    before = digest(index_path)
+    result = subprocess.run(
+        [sys.executable, "index_dataset.py", "--dataset", str(gray_dataset / "train"),
+         "--model", str(gray_model / "autoencoder.keras"), "--index", str(index_path)],
+        cwd=REPOSITORY_DIR, capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "features.pkl: could not be written (File too large)" in result.stderr.splitlines()[-1]
+    assert digest(index_path) == before and os.listdir(tmp_path) == ["features.pkl"]
