@@ -22,6 +22,11 @@ def gather_queries(arguments, settings):
     return query_paths
 
 
+def escape(text):
+    """Backslash-escape tabs and newlines so a file name can never break the one-line, tab-separated format."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
 def display_path(path):
     """A path relative to the working folder when it lies inside it, else absolute: usable by xargs."""
     relative = os.path.relpath(path)
@@ -71,7 +76,7 @@ def main(argv=None):
         data.warn(f"skipped {len(query_paths) - len(found_paths)} unreadable query image(s), first: {missing}")
     for query_path, hit_rows, hit_distances in zip(found_paths, rows, distances):
         for rank, (row, distance) in enumerate(zip(hit_rows, hit_distances), start=1):
-            print(f"{query_path}\t{rank}\t{distance:.6f}\t{display_path(hit_path(feature_index, row))}")
+            print(f"{escape(query_path)}\t{rank}\t{distance:.6f}\t{escape(display_path(hit_path(feature_index, row)))}")
     sys.stdout.flush()
     if settings.images or settings.html_path:
         write_pictures(settings, feature_index, found_paths, rows, distances)

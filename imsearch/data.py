@@ -47,6 +47,9 @@ def labels_of(relative_paths):
 
 def read_image(path, image_size, channels):
     """Read an image as uint8 (image_size, image_size, channels), RGB or gray, aspect kept and centre-cropped."""
+    if not os.path.isfile(path):
+        # Also keeps a FIFO or device named .png from blocking the reader forever.
+        raise UnreadableImage(f"{path}: not a regular file (missing, a broken link, or a device)")
     try:
         encoded = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
@@ -83,7 +86,7 @@ def infer_image_shape(paths, sample_count=200):
     step = max(1, len(paths) // sample_count)
     sizes, colourful = set(), False
     for path in paths[::step]:
-        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if os.path.getsize(path) else None
+        image = read_unchanged(path)
         if image is None:
             continue
         sizes.add(image.shape[:2])
@@ -100,6 +103,17 @@ def infer_image_shape(paths, sample_count=200):
             # Two stride-2 stages halve the side twice, so the side must be a multiple of 4.
             return max(8, -(-side // 4) * 4), channels
     return VARIED_IMAGE_SIZE, channels
+
+
+def read_unchanged(path):
+    """An image as stored (bit depth, channels), or None when it is not a readable image file."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        encoded = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
 
 
 def read_batch(paths, image_size, channels, executor):

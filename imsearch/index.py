@@ -90,13 +90,13 @@ def load_index(index_path, autoencoder=None, model_sha256=None):
     if not os.path.isfile(index_path):
         raise InputError(f"{index_path}: index not found; run index_dataset.py first or pass --index")
     index = safeio.restricted_load(index_path)
-    if not isinstance(index, dict) or any(key not in index for key in REQUIRED_KEYS):
+    if not is_well_formed(index):
+        if isinstance(index, dict) and "format_version" in index and not is_current_version(index["format_version"]):
+            raise InputError(f"{index_path}: index format {index['format_version']!r}, expected {FORMAT_VERSION}; rebuild it with index_dataset.py")
+        if isinstance(index, dict) and all(key in index for key in REQUIRED_KEYS) and isinstance(index["features"], np.ndarray):
+            raise InputError(f"{index_path}: features do not match its paths; rebuild it with index_dataset.py")
         raise InputError(f"{index_path}: not an index of this suite; rebuild it with index_dataset.py")
-    if index["format_version"] != FORMAT_VERSION:
-        raise InputError(f"{index_path}: index format {index['format_version']!r}, expected {FORMAT_VERSION}; rebuild it with index_dataset.py")
     features = index["features"]
-    if not isinstance(features, np.ndarray) or features.ndim != 2 or features.shape[0] != len(index["paths"]):
-        raise InputError(f"{index_path}: features do not match its paths; rebuild it with index_dataset.py")
     if model_sha256 is not None and index["model_sha256"] != model_sha256:
         raise InputError(f"{index_path}: made with another model than the one given; rebuild it with index_dataset.py --model")
     if autoencoder is not None:
@@ -107,6 +107,27 @@ def load_index(index_path, autoencoder=None, model_sha256=None):
             raise InputError(f"{index_path}: image size, channels, feature length {found} do not match the model's {expected}; rebuild it")
     index["features"] = features.astype(np.float32, copy=False)
     return index
+
+
+def is_current_version(value):
+    """Whether a stored format_version is this suite's (and a plain int, not an array pretending)."""
+    return type(value) is int and value == FORMAT_VERSION
+
+
+def is_well_formed(index):
+    """Whether an unpickled object has every field of this format, of the right types and lengths."""
+    if not isinstance(index, dict) or any(key not in index for key in REQUIRED_KEYS):
+        return False
+    paths, labels, features = index["paths"], index["labels"], index["features"]
+    return (
+        is_current_version(index["format_version"])
+        and isinstance(paths, list) and all(isinstance(path, str) for path in paths)
+        and (labels is None or (isinstance(labels, list) and len(labels) == len(paths)))
+        and isinstance(features, np.ndarray) and features.ndim == 2 and features.shape[0] == len(paths)
+        and features.dtype.kind == "f"
+        and isinstance(index["image_size"], int) and isinstance(index["channels"], int)
+        and isinstance(index["model_sha256"], str) and isinstance(index.get("dataset_dir", ""), str)
+    )
 
 
 def postprocess_features(features, metric):

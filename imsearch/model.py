@@ -75,7 +75,7 @@ def load_autoencoder(model_path):
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as error:  # Keras reports bad files as many exception types; all mean "not loadable".
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        reason = describe_load_error(error)
         raise InputError(f"{model_path}: not a loadable autoencoder ({reason}); retrain with train.py") from None
     if not isinstance(model, keras.Model) or ENCODER_LAYER not in {layer.name for layer in model.layers}:
         raise InputError(f"{model_path}: not this suite's autoencoder (no layer named '{ENCODER_LAYER}'); retrain with train.py")
@@ -83,6 +83,14 @@ def load_autoencoder(model_path):
     if len(input_shape) != 4 or input_shape[1] != input_shape[2] or input_shape[3] not in (1, 3):
         raise InputError(f"{model_path}: unexpected input shape {input_shape}; retrain with train.py")
     return model
+
+
+def describe_load_error(error):
+    """A short reason why Keras could not load a model file."""
+    text = " ".join(str(error).split())
+    if "arbitrary code execution" in text or "safe_mode" in text:
+        return "it holds a Lambda layer, which could run arbitrary code; refused by safe_mode"
+    return text.split(". ")[0][:160] if text else type(error).__name__
 
 
 def image_shape_of(model):

@@ -1,0 +1,68 @@
+"""Property-based fuzzing of the image reader and the index loader: only the suite's own clear errors.
+
+Runs briefly here; set FUZZ_EXAMPLES=5000 for a longer run.
+"""
+
+import os
+import pickle
+
+import cv2
+import hypothesis
+import numpy as np
+from hypothesis import strategies
+
+from imsearch import InputError, data, index
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+FUZZ = hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None,
+                           suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+VALID_PNG = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (12, 9, 3), dtype=np.uint8))[1].tobytes()
+VALID_JPEG = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 255, (12, 9, 3), dtype=np.uint8))[1].tobytes()
+VALID_INDEX = pickle.dumps({"format_version": 1, "dataset_dir": "/d", "paths": ["a.png", "b.png"], "labels": ["x", "y"],
+                            "features": np.ones((2, 3), np.float32), "model_sha256": "0" * 64, "image_size": 8, "channels": 1},
+                           protocol=5)
+
+
+def mutated(valid):
+    """Bytes derived from a valid file: cut short, with bytes overwritten, or with junk appended."""
+    return strategies.tuples(
+        strategies.integers(0, len(valid)), strategies.lists(strategies.tuples(strategies.integers(0, len(valid) - 1),
+                                                                               strategies.integers(0, 255)), max_size=8),
+        strategies.binary(max_size=16),
+    ).map(lambda change: apply_change(valid, *change))
+
+
+def apply_change(valid, length, replacements, tail):
+    """valid truncated to length, bytes replaced at positions, tail appended."""
+    result = bytearray(valid[:length])
+    for position, value in replacements:
+        if position < len(result):
+            result[position] = value
+    return bytes(result) + tail
+
+
+@FUZZ
+@hypothesis.given(content=strategies.one_of(strategies.binary(max_size=512), mutated(VALID_PNG), mutated(VALID_JPEG)),
+                  channels=strategies.sampled_from([1, 3]))
+def test_image_reader_returns_an_image_or_a_clear_error(tmp_path, content, channels):
+    path = tmp_path / "fuzz.png"
+    path.write_bytes(content)
+    try:
+        image = data.read_image(str(path), 8, channels)
+    except data.UnreadableImage as error:
+        assert str(path) in str(error)
+    else:
+        assert image.shape == (8, 8, channels) and image.dtype == np.uint8
+
+
+@FUZZ
+@hypothesis.given(content=strategies.one_of(strategies.binary(max_size=512), mutated(VALID_INDEX)))
+def test_index_loader_returns_an_index_or_a_clear_error(tmp_path, content):
+    path = tmp_path / "fuzz.pkl"
+    path.write_bytes(content)
+    try:
+        loaded = index.load_index(str(path))
+    except InputError as error:
+        assert str(path) in str(error)
+    else:
+        assert loaded["features"].dtype == np.float32 and len(loaded["paths"]) == len(loaded["features"])
