@@ -42,6 +42,10 @@ class Config:
 
     # Indexing and search.
     encode_batch_size: int = option(256, "images per encoder call; large batches amortise call overhead")
+    approximate: str = option("auto", "faiss IVF index beside the pickle: auto builds it above --approximate-above images and search uses it when present", choices=("auto", "always", "never"))
+    approximate_above: int = option(200_000, "index size from which auto builds the approximate index; exact search is fast enough below")
+    update: bool = option(False, "re-encode only new or changed images (path, size, mtime) and drop deleted ones")
+    shard: str = option("", "encode only shard i of n (as i/n, 0-based) so machines can index a folder in parallel")
     top_k: int = option(10, "hits reported per query")
     metric: str = option("euclidean", "distance used to rank the index", choices=("euclidean", "cosine"))
     queries_dir: str = option("", "labelled folder of queries for retrieval metrics against --index; empty skips them")

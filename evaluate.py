@@ -39,7 +39,7 @@ def report_retrieval(settings, autoencoder):
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, measure reconstruction error, write reconstructions.png, print the figures."""
-    settings, _ = cli.parse_config(cli.make_parser(__doc__, FIELDS), argv)
+    settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, FIELDS), argv)
     autoencoder = model.load_autoencoder(settings.model_path)
     trained = read_training_config(settings.model_path)
     _, validation_paths = training.split_folder(trained["dataset_dir"], trained["validation_fraction"], trained["seed"])

@@ -1,22 +1,30 @@
 """Encode every image of a folder with the trained encoder and save the feature index."""
 
+import os
+
 from imsearch import cli, index, model, safeio
 
-FIELDS = ("dataset_dir", "model_path", "index_path", "encode_batch_size")
+FIELDS = ("dataset_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "approximate",
+          "approximate_above")
 
 
 @cli.reports_errors
 def main(argv=None):
-    """Parse flags, encode the folder, write the index."""
-    settings, _ = cli.parse_config(cli.make_parser(__doc__, FIELDS), argv)
+    """Parse flags, encode the folder (or what changed in it), write the index."""
+    settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, FIELDS), argv)
+    shard = index.parse_shard(settings.shard) if settings.shard else None
     autoencoder = model.load_autoencoder(settings.model_path)
+    model_sha256 = safeio.sha256_of_file(settings.model_path)
+    previous = None
+    if settings.update and os.path.isfile(settings.index_path):
+        previous = index.load_index(settings.index_path, autoencoder, model_sha256)
     feature_index = index.build_index(
-        model.encoder_of(autoencoder), settings.dataset_dir, safeio.sha256_of_file(settings.model_path),
-        settings.encode_batch_size,
+        model.encoder_of(autoencoder), settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard
     )
-    index.save_index(feature_index, settings.index_path)
+    index.save_index(feature_index, settings.index_path, settings.approximate, settings.approximate_above)
     count, length = feature_index["features"].shape
-    cli.log(f"indexed {count} images ({length} features each) to {settings.index_path}")
+    approximate = " with an approximate index beside it" if feature_index["approximate_sha256"] else ""
+    cli.log(f"indexed {count} images ({length} features each) to {settings.index_path}{approximate}")
 
 
 if __name__ == "__main__":

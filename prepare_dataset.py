@@ -10,7 +10,7 @@ SOURCES = ("fashion-mnist", "mnist", "cifar10", "cifar100")
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, convert the dataset, and report what was written."""
-    parser = cli.make_parser(__doc__, ("dataset_root_dir",))
+    parser = cli.make_parser(__file__, __doc__, ("dataset_root_dir",))
     parser.add_argument("name", nargs="?", default="fashion-mnist", choices=SOURCES,
                         help="which dataset (default: fashion-mnist)")
     parser.add_argument("--source", default=None,

@@ -3,9 +3,10 @@
 import os
 import sys
 
+import config
 from imsearch import InputError, cli, data, gallery, index, model, pictures, safeio
 
-FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "top_k", "metric", "sample", "sample_dir",
+FIELDS = ("dataset_dir", "output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
           "images", "html_path", "encode_batch_size", "seed")
 
 
@@ -58,17 +59,23 @@ def hit_path(feature_index, row):
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, rank the index for every query, print hits, write montages."""
-    parser = cli.make_parser(__doc__, FIELDS)
+    parser = cli.make_parser(__file__, __doc__, FIELDS)
     parser.add_argument("queries", nargs="*", help="query image paths; - reads paths from stdin, one per line")
+    parser.add_argument("--index", dest="index_paths", action="append", metavar="INDEX",
+                        help=f"the index; repeat it to search shard indexes as one (default: {config.DEFAULTS.index_path})")
     settings, arguments = cli.parse_config(parser, argv)
+    index_paths = arguments.index_paths or [config.DEFAULTS.index_path]
     query_paths = gather_queries(arguments.queries, settings)
     if not query_paths:
         parser.error("no queries: give image paths, - to read them from stdin, or --sample N")
     autoencoder = model.load_autoencoder(settings.model_path)
-    feature_index = index.load_index(settings.index_path, autoencoder, safeio.sha256_of_file(settings.model_path))
-    found_paths, rows, distances = index.search(
-        model.encoder_of(autoencoder), feature_index, query_paths, settings.top_k, settings.metric, settings.encode_batch_size
-    )
+    model_sha256 = safeio.sha256_of_file(settings.model_path)
+    indexes = [index.load_index(path, autoencoder, model_sha256) for path in index_paths]
+    feature_index = indexes[0] if len(indexes) == 1 else index.merge_indexes(indexes, index_paths)
+    use_approximate = len(indexes) == 1 and settings.approximate != "never"
+    approximate = index.load_approximate(index_paths[0], feature_index) if use_approximate else None
+    found_paths, rows, distances = index.search(model.encoder_of(autoencoder), feature_index, query_paths,
+                                                settings.top_k, settings.metric, settings.encode_batch_size, approximate)
     if len(found_paths) < len(query_paths):
         missing = next(path for path in query_paths if path not in set(found_paths))
         if not found_paths:

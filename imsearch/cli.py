@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import functools
+import os
 import sys
 
 import config
@@ -44,9 +45,9 @@ def format_default(value):
     return repr(value) if value == "" else str(value)
 
 
-def make_parser(description, field_names):
-    """An ArgumentParser with the given config fields as flags."""
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
+def make_parser(script_path, description, field_names):
+    """An ArgumentParser for the script at script_path with the given config fields as flags."""
+    parser = argparse.ArgumentParser(prog=os.path.basename(script_path), description=description, allow_abbrev=False)
     add_config_flags(parser, field_names)
     return parser
 

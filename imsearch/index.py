@@ -1,5 +1,6 @@
 """The feature index: encode a folder, save and load it safely, and rank it against queries."""
 
+import hashlib
 import os
 import sys
 
@@ -10,9 +11,11 @@ import tqdm
 from imsearch import InputError, data, model, safeio
 
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "paths", "labels", "features", "model_sha256", "image_size", "channels")
+REQUIRED_KEYS = ("format_version", "paths", "labels", "stamps", "features", "model_sha256", "image_size", "channels")
 # Queries are ranked in blocks so the distance matrix stays small (block x database floats).
 QUERY_BLOCK = 256
+# Lists probed per query by the approximate index: recall@10 >= 0.95 at 1M rows in bench/bench_search.py.
+APPROXIMATE_PROBES = 64
 
 
 def make_encode_function(encoder):
@@ -55,34 +58,138 @@ def transform_paths(transform, paths, shape, batch_size, description):
     return features[readable], readable
 
 
-def build_index(encoder, dataset_dir, model_sha256, batch_size):
-    """Encode every image of dataset_dir into an index dict, skipping unreadable files with a warning."""
+def file_stamp(path):
+    """(size, mtime in ns) of a file, or (-1, -1) when it cannot be stat'ed: what --update compares."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (status.st_size, status.st_mtime_ns)
+
+
+def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, shard=None):
+    """Encode the images of dataset_dir into an index dict, skipping unreadable files with a warning.
+
+    previous: an index of the same model whose rows are kept for unchanged files (path, size, mtime).
+    shard: (i, n) to take only every n-th image from the i-th, so n machines can share a folder.
+    """
     relative_paths, labels = data.list_images(dataset_dir)
+    if shard is not None:
+        relative_paths = relative_paths[shard[0] :: shard[1]]
+        labels = None if labels is None else labels[shard[0] :: shard[1]]
     paths = [os.path.join(dataset_dir, path) for path in relative_paths]
-    print(f"encoding {len(paths)} images of {dataset_dir}", file=sys.stderr, flush=True)
-    features, readable = encode_paths(encoder, paths, batch_size)
-    skipped = int((~readable).sum())
-    if skipped:
-        first = relative_paths[int(np.flatnonzero(~readable)[0])]
-        data.warn(f"skipped {skipped} unreadable image(s) of {len(paths)}, first: {os.path.join(dataset_dir, first)}")
-    if not readable.any():
+    stamps = [file_stamp(path) for path in paths]
+    reusable = reusable_rows(previous, relative_paths, stamps)
+    pending = [position for position, row in enumerate(reusable) if row < 0]
+    print(f"encoding {len(pending)} images of {dataset_dir} ({len(paths) - len(pending)} unchanged)", file=sys.stderr, flush=True)
+    new_features, readable = encode_paths(encoder, [paths[position] for position in pending], batch_size)
+    unreadable = [pending[i] for i in np.flatnonzero(~readable)]
+    if unreadable:
+        data.warn(f"skipped {len(unreadable)} unreadable image(s) of {len(paths)}, first: {paths[unreadable[0]]}")
+    kept = sorted(set(range(len(paths))) - set(unreadable))
+    if not kept:
         raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
-    kept = np.flatnonzero(readable)
+    features = np.zeros((len(paths), new_features.shape[1]), np.float32)
+    features[[pending[i] for i in np.flatnonzero(readable)]] = new_features
+    reused = [position for position, row in enumerate(reusable) if row >= 0]
+    if reused:
+        features[reused] = previous["features"][[reusable[position] for position in reused]]
     return {
         "format_version": FORMAT_VERSION,
         "dataset_dir": os.path.abspath(dataset_dir),
         "paths": [relative_paths[i] for i in kept],
         "labels": None if labels is None else [labels[i] for i in kept],
-        "features": features,
+        "stamps": [list(stamps[i]) for i in kept],
+        "features": features[kept],
         "model_sha256": model_sha256,
         "image_size": int(encoder.input_shape[1]),
         "channels": int(encoder.input_shape[3]),
+        "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
     }
 
 
-def save_index(index, index_path):
-    """Write the index atomically."""
-    safeio.atomic_pickle(index_path, index)
+def reusable_rows(previous, relative_paths, stamps):
+    """For each path, the row of previous holding it unchanged (same size and mtime), else -1."""
+    if previous is None:
+        return [-1] * len(relative_paths)
+    previous_rows = {path: row for row, path in enumerate(previous["paths"])}
+    rows = []
+    for path, stamp in zip(relative_paths, stamps):
+        row = previous_rows.get(path, -1)
+        rows.append(row if row >= 0 and tuple(previous["stamps"][row]) == stamp and stamp[0] >= 0 else -1)
+    return rows
+
+
+def parse_shard(text):
+    """'i/n' as (i, n) with 0 <= i < n; InputError otherwise."""
+    try:
+        shard_index, shard_count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard must look like i/n (for example 0/4), got {text!r}") from None
+    if not 0 <= shard_index < shard_count:
+        raise InputError(f"--shard i/n needs 0 <= i < n, got {text!r}")
+    return shard_index, shard_count
+
+
+def approximate_path_for(index_path):
+    """Where the approximate index lives beside the pickle: output/features.pkl -> output/features.ivf."""
+    return os.path.splitext(index_path)[0] + ".ivf"
+
+
+def save_index(feature_index, index_path, approximate="never", approximate_above=0):
+    """Write the index atomically, with a faiss approximate index beside it when asked or large enough.
+
+    The approximate index is written first and its SHA-256 recorded in the pickle, so a crash between
+    the two leaves a pair that search recognises as mismatched and answers exactly instead.
+    """
+    approximate_path = approximate_path_for(index_path)
+    feature_index["approximate_sha256"] = None
+    if approximate == "always" or (approximate == "auto" and len(feature_index["paths"]) >= approximate_above):
+        import faiss
+
+        payload = faiss.serialize_index(build_approximate(feature_index["features"])).tobytes()
+        safeio.atomic_write_bytes(approximate_path, payload)
+        feature_index["approximate_sha256"] = hashlib.sha256(payload).hexdigest()
+    safeio.atomic_pickle(index_path, feature_index)
+    if feature_index["approximate_sha256"] is None and os.path.exists(approximate_path):
+        os.remove(approximate_path)
+
+
+def load_approximate(index_path, feature_index):
+    """The faiss index beside index_path if the pickle vouches for it (same SHA-256), else None."""
+    expected = feature_index.get("approximate_sha256")
+    if not isinstance(expected, str):
+        return None
+    approximate_path = approximate_path_for(index_path)
+    try:
+        with open(approximate_path, "rb") as file:
+            payload = file.read()
+    except OSError:
+        payload = b""
+    if hashlib.sha256(payload).hexdigest() != expected:
+        data.warn(f"{approximate_path}: missing or not the one this index was saved with; searching exactly")
+        return None
+    import faiss
+
+    return faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+
+
+def merge_indexes(indexes, index_paths):
+    """One index from shard indexes of the same model and folder, rows in path order; no approximate part."""
+    first = indexes[0]
+    for other, path in zip(indexes[1:], index_paths[1:]):
+        if (other["model_sha256"], other["dataset_dir"]) != (first["model_sha256"], first["dataset_dir"]):
+            raise InputError(f"{path}: another model or folder than {index_paths[0]}; pass shards of one indexing run")
+    paths = [path for shard in indexes for path in shard["paths"]]
+    order = np.argsort(np.array(paths, dtype=object), kind="stable")
+    labelled = all(shard["labels"] is not None for shard in indexes)
+    labels = [label for shard in indexes for label in shard["labels"]] if labelled else None
+    stamps = [stamp for shard in indexes for stamp in shard["stamps"]]
+    return first | {
+        "paths": [paths[i] for i in order], "labels": None if labels is None else [labels[i] for i in order],
+        "stamps": [stamps[i] for i in order], "features": np.concatenate([shard["features"] for shard in indexes])[order],
+        "shard": None, "approximate_sha256": None,
+    }
 
 
 def load_index(index_path, autoencoder=None, model_sha256=None):
@@ -123,6 +230,7 @@ def is_well_formed(index):
         is_current_version(index["format_version"])
         and isinstance(paths, list) and all(isinstance(path, str) for path in paths)
         and (labels is None or (isinstance(labels, list) and len(labels) == len(paths)))
+        and isinstance(index["stamps"], list) and len(index["stamps"]) == len(paths)
         and isinstance(features, np.ndarray) and features.ndim == 2 and features.shape[0] == len(paths)
         and features.dtype.kind == "f"
         and isinstance(index["image_size"], int) and isinstance(index["channels"], int)
@@ -151,16 +259,17 @@ def squared_distances(queries, database, database_norms):
     return squared
 
 
-def rank(query_features, database_features, top_k, exclude=None):
+def rank(query_features, database_features, top_k, exclude=None, database_norms=None):
     """Indices and distances of the top_k nearest database rows per query, ascending, vectorised.
 
     query_features: (Q, D) and database_features: (N, D), already post-processed.
     exclude: optional (Q,) database row per query to leave out (the query itself), -1 for none.
+    database_norms: squared_norms(database_features), when the caller keeps them between calls.
     Returns (Q, k) int64 indices and (Q, k) float32 Euclidean distances, k = min(top_k, rows available).
     """
     exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
     top_k = max(0, min(top_k, len(database_features) - int((exclude >= 0).any())))
-    database_norms = squared_norms(database_features)
+    database_norms = squared_norms(database_features) if database_norms is None else database_norms
     all_indices = np.zeros((len(query_features), top_k), dtype=np.int64)
     all_distances = np.zeros((len(query_features), top_k), dtype=np.float32)
     for start in range(0, len(query_features) if top_k else 0, QUERY_BLOCK):
@@ -187,15 +296,50 @@ def rows_of_queries(feature_index, query_paths):
     return np.array(rows, dtype=np.int64)
 
 
-def search(encoder, feature_index, query_paths, top_k, metric, batch_size):
-    """Rank the index for each readable query: (readable query paths, (Q, k) rows, (Q, k) distances)."""
+def search(encoder, feature_index, query_paths, top_k, metric, batch_size, approximate=None):
+    """Rank the index for each readable query: (readable query paths, (Q, k) rows, (Q, k) distances).
+
+    approximate: a faiss index from load_approximate, used for Euclidean ranking; None ranks exactly.
+    """
     features, readable = encode_paths(encoder, query_paths, batch_size, description="queries")
     readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
+    exclude = rows_of_queries(feature_index, readable_paths)
+    if approximate is not None and metric == "euclidean":
+        rows, distances = search_approximate(approximate, features, top_k + 1)
+        return (readable_paths, *drop_excluded(rows, distances, exclude, top_k))
     rows, distances = rank(
-        postprocess_features(features, metric), postprocess_features(feature_index["features"], metric),
-        top_k, exclude=rows_of_queries(feature_index, readable_paths),
+        postprocess_features(features, metric), postprocess_features(feature_index["features"], metric), top_k, exclude
     )
     if metric == "cosine":
         # Between unit vectors |a - b|^2 = 2 (1 - cos), so this reports the cosine distance itself.
         distances = distances**2 / 2
     return readable_paths, rows, distances
+
+
+def drop_excluded(rows, distances, exclude, top_k):
+    """Remove each query's own row (and faiss's -1 fillers) from (Q, k + 1) results, keeping top_k."""
+    keep = (rows != exclude[:, None]) & (rows >= 0)
+    count = min(top_k, int(keep.sum(axis=1).min()))
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :count]
+    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(distances, order, axis=1)
+
+
+def build_approximate(features, seed=0):
+    """A faiss inverted-file index (IVF-Flat, exact distances within the probed lists) over the features."""
+    import faiss
+
+    count, length = features.shape
+    # About 4 sqrt(N) lists, each trained on at least 39 points as faiss asks.
+    list_count = int(max(1, min(count // 39, 4 * np.sqrt(count))))
+    training_rows = np.random.default_rng(seed).choice(count, size=min(count, list_count * 64), replace=False)
+    approximate = faiss.IndexIVFFlat(faiss.IndexFlatL2(length), length, list_count)
+    approximate.train(np.ascontiguousarray(features[training_rows]))
+    approximate.add(np.ascontiguousarray(features))
+    approximate.nprobe = min(list_count, APPROXIMATE_PROBES)
+    return approximate
+
+
+def search_approximate(approximate, query_features, top_k):
+    """(Q, k) rows and Euclidean distances from the approximate index; rows are -1 where fewer were found."""
+    squared, rows = approximate.search(np.ascontiguousarray(query_features, dtype=np.float32), top_k)
+    return rows.astype(np.int64), np.sqrt(np.maximum(squared, 0.0))

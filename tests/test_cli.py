@@ -26,7 +26,7 @@ def test_flag_names_drop_dir_and_path_suffixes():
 
 
 def test_parsed_values_are_typed_and_frozen():
-    parser = cli.make_parser("test", ("epochs", "learning_rate", "filters", "images"))
+    parser = cli.make_parser("test.py", "test", ("epochs", "learning_rate", "filters", "images"))
     settings, _ = cli.parse_config(parser, ["--epochs", "3", "--learning-rate", "0.01", "--filters", "8", "16", "--no-images"])
     assert (settings.epochs, settings.learning_rate, settings.filters, settings.images) == (3, 0.01, (8, 16), False)
     with pytest.raises(dataclasses.FrozenInstanceError):

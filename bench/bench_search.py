@@ -1,0 +1,70 @@
+"""Search speed: the suite's exact ranking against the original per-item loop, and the approximate index at 1M."""
+
+import argparse
+import time
+
+import numpy as np
+
+import common
+from imsearch import index
+
+
+def per_item_loop(query, database, top_k):
+    """The original design: np.linalg.norm for every item in a Python loop, then sorted."""
+    distances = [(np.linalg.norm(query - item), row) for row, item in enumerate(database)]
+    return sorted(distances)[:top_k]
+
+
+def synthetic_features(count, length=192, seed=0):
+    """Encoder-like features: a 16-dimensional Gaussian mixture mapped to `length` dims, ReLU, noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(50, 16)) * 3
+    latent = centres[rng.integers(0, 50, count)] + rng.normal(size=(count, 16))
+    projection = rng.normal(size=(16, length)) / 4
+    return np.maximum(latent @ projection + rng.normal(scale=0.05, size=(count, length)), 0).astype(np.float32)
+
+
+def exact_ms(queries, database, top_k, batched):
+    """Median ms per query of the suite's exact ranking, one query per call or all in one call."""
+    norms = index.squared_norms(database)
+    if batched:
+        seconds = common.median_seconds(lambda: index.rank(queries, database, top_k, database_norms=norms), 3)
+        return seconds * 1000 / len(queries)
+    seconds = common.median_seconds(lambda: [index.rank(query[None], database, top_k, database_norms=norms) for query in queries], 3)
+    return seconds * 1000 / len(queries)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--large", type=int, default=1_000_000, help="rows of the synthetic large index")
+    arguments = parser.parse_args()
+    top_k = 10
+    database = synthetic_features(60_000)
+    queries = synthetic_features(1000, seed=1)
+    loop_ms = common.median_seconds(lambda: [per_item_loop(query, database, top_k) for query in queries[:5]], 3) * 1000 / 5
+    single_ms, batched_ms = exact_ms(queries[:200], database, top_k, False), exact_ms(queries, database, top_k, True)
+    common.report("search_60k_per_item_loop_ms", loop_ms, "ms/query")
+    common.report("search_60k_exact_single_ms", single_ms, "ms/query")
+    common.report("search_60k_exact_batched_ms", batched_ms, "ms/query")
+    common.report("speedup_single_over_loop", loop_ms / single_ms, "x (target >= 200)")
+    common.report("speedup_batched_over_loop", loop_ms / batched_ms, "x")
+
+    large = synthetic_features(arguments.large, seed=2)
+    large_queries = synthetic_features(1000, seed=3)
+    exact_rows, _ = index.rank(large_queries, large, top_k)
+    exact_large_ms = exact_ms(large_queries[:200], large, top_k, True)
+    start = time.perf_counter()
+    approximate = index.build_approximate(large)
+    build_seconds = time.perf_counter() - start
+    approximate_rows, _ = index.search_approximate(approximate, large_queries[:1], top_k)
+    seconds = common.median_seconds(lambda: [index.search_approximate(approximate, query[None], top_k) for query in large_queries], 3)
+    approximate_rows, _ = index.search_approximate(approximate, large_queries, top_k)
+    recall = np.mean([len(set(a) & set(e)) / top_k for a, e in zip(approximate_rows, exact_rows)])
+    common.report(f"search_{arguments.large}_exact_batched_ms", exact_large_ms, "ms/query")
+    common.report(f"search_{arguments.large}_approximate_build_s", build_seconds, "s")
+    common.report(f"search_{arguments.large}_approximate_single_ms", seconds * 1000 / len(large_queries), "ms/query (target <= 2)")
+    common.report(f"search_{arguments.large}_approximate_recall_at_10", recall, "(target >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()

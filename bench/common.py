@@ -1,0 +1,40 @@
+"""Helpers shared by the benchmarks: real image paths, timing, memory."""
+
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from imsearch import data  # noqa: E402  (needs the repository root on sys.path)
+
+FASHION_TRAIN_DIR = "dataset/fashion-mnist/train"
+
+
+def real_image_paths(count, dataset_dir=FASHION_TRAIN_DIR):
+    """The first count images of a real folder, spread over its classes; run prepare_dataset.py first."""
+    relative_paths, _ = data.list_images(dataset_dir)
+    step = max(1, len(relative_paths) // count)
+    return [os.path.join(dataset_dir, path) for path in relative_paths[::step][:count]]
+
+
+def median_seconds(function, repeats):
+    """Median wall time of function() over repeats calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mib():
+    """Peak resident memory of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def report(name, value, unit):
+    """One figure on stdout, tab-separated."""
+    print(f"{name}\t{value:.4g}\t{unit}", flush=True)

@@ -1,0 +1,75 @@
+"""Incremental updates, shard indexes searched as one, and the approximate index."""
+
+import os
+import shutil
+import time
+
+import cv2
+import numpy as np
+
+import index_dataset
+import search
+from imsearch import index
+
+
+def run_search(capsys, model_path, index_paths, query, top_k=5, extra=()):
+    """search.py's stdout lines for one query, and its stderr."""
+    flags = [flag for path in index_paths for flag in ("--index", str(path))]
+    search.main(["--model", str(model_path), *flags, "--no-images", "--top-k", str(top_k), *extra, str(query)])
+    captured = capsys.readouterr()
+    return captured.out.splitlines(), captured.err
+
+
+def test_update_reencodes_only_what_changed(gray_model, gray_dataset, tmp_path, capsys):
+    folder, index_path = tmp_path / "images", tmp_path / "features.pkl"
+    shutil.copytree(gray_dataset / "train", folder)
+    model_path = gray_model / "autoencoder.keras"
+    index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path)])
+    before = index.load_index(str(index_path))
+    os.remove(folder / "disc" / "000.png")
+    shutil.copy(gray_dataset / "test" / "cross" / "000.png", folder / "cross" / "new.png")
+    time.sleep(0.01)  # A visibly newer mtime for the rewritten file.
+    cv2.imwrite(str(folder / "square" / "005.png"), np.full((28, 28), 255, np.uint8))
+    capsys.readouterr()
+    index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), "--update"])
+    errors = capsys.readouterr().err
+    assert "encoding 2 images" in errors and "(46 unchanged)" in errors
+    after = index.load_index(str(index_path))
+    assert "disc/000.png" not in after["paths"] and "cross/new.png" in after["paths"] and len(after["paths"]) == 48
+    unchanged = after["paths"].index("disc/001.png")
+    assert np.array_equal(after["features"][unchanged], before["features"][before["paths"].index("disc/001.png")])
+    changed = after["paths"].index("square/005.png")
+    assert not np.array_equal(after["features"][changed], before["features"][before["paths"].index("square/005.png")])
+    # A search right after sees the new image: an outside copy of it finds it first, at distance 0.
+    hits, _ = run_search(capsys, model_path, [index_path], gray_dataset / "test" / "cross" / "000.png", top_k=1)
+    assert hits[0].split("\t")[3].endswith("cross/new.png") and float(hits[0].split("\t")[2]) < 1e-3
+
+
+def test_shard_indexes_search_as_one(gray_model, gray_dataset, gray_index, tmp_path, capsys):
+    model_path = gray_model / "autoencoder.keras"
+    shards = [tmp_path / f"shard{number}.pkl" for number in range(3)]
+    for number, shard_path in enumerate(shards):
+        index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path),
+                            "--index", str(shard_path), "--shard", f"{number}/3"])
+    assert sum(len(index.load_index(str(path))["paths"]) for path in shards) == 48
+    query = gray_dataset / "test" / "square" / "001.png"
+    merged, _ = run_search(capsys, model_path, shards, query, top_k=8)
+    whole, _ = run_search(capsys, model_path, [gray_index], query, top_k=8)
+    assert len(merged) == 8 and merged == whole
+
+
+def test_approximate_index_is_written_used_and_checked(gray_model, gray_dataset, gray_index, tmp_path, capsys):
+    model_path, index_path = gray_model / "autoencoder.keras", tmp_path / "features.pkl"
+    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path),
+                        "--index", str(index_path), "--approximate", "always"])
+    assert (tmp_path / "features.ivf").stat().st_size > 0
+    query = gray_dataset / "train" / "disc" / "003.png"  # Indexed itself: must still not be its own hit.
+    approximate, _ = run_search(capsys, model_path, [index_path], query, top_k=6)
+    exact, _ = run_search(capsys, model_path, [index_path], query, top_k=6, extra=("--approximate", "never"))
+    assert [line.split("\t")[3] for line in approximate] == [line.split("\t")[3] for line in exact]
+    assert not any(line.split("\t")[3].endswith("disc/003.png") for line in approximate)
+    with open(tmp_path / "features.ivf", "ab") as file:
+        file.write(b"tampered")
+    fallback, errors = run_search(capsys, model_path, [index_path], query, top_k=6)
+    assert "features.ivf: missing or not the one this index was saved with; searching exactly" in errors
+    assert fallback == exact
