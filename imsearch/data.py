@@ -190,6 +190,8 @@ def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None,
     # With autotune on, fit pauses 2-40 s at epoch boundaries while tf.data tears its threads down.
     options = tf.data.Options()
     options.autotune.enabled = False
+    # Workers of a multi-worker run each take every n-th batch: the input is one list of paths, not files.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 
+import tensorflow as tf
 from tensorflow import keras
 
 from imsearch import InputError, data, model, pictures, safeio
@@ -138,11 +139,21 @@ def make_callbacks(settings, model_path, resume_dir, history_rows):
     return callbacks
 
 
+def distribution_strategy():
+    """MultiWorkerMirrored when TF_CONFIG describes a cluster, Mirrored over several GPUs, else the default."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def train(settings):
     """Train on settings.dataset_dir, resuming an interrupted run; write model, config JSON, history, plot.
 
     Returns the model path and the history rows (one dict per epoch).
     """
+    strategy = distribution_strategy()  # Before any TensorFlow op: collective ops are configured at startup.
     train_paths, validation_paths = split_folder(settings.dataset_dir, settings.validation_fraction, settings.seed)
     settings = resolve_image_shape(settings, train_paths + validation_paths)
     if settings.image_size % 4:
@@ -160,11 +171,14 @@ def train(settings):
     record = json.loads(json.dumps(dataclasses.asdict(settings) | {
         "model_path": model_path, "train_images": len(train_paths), "validation_images": len(validation_paths)}))
     resume_dir = os.path.join(settings.output_dir, "logs", "resume")
-    autoencoder, completed_epochs = load_resume_state(resume_dir, record)
-    if autoencoder is None:
-        autoencoder = model.build_autoencoder(*shape, settings)
-        model.compile_autoencoder(autoencoder, settings, steps_per_epoch=-(-len(train_paths) // settings.batch_size))
-    else:
+    with strategy.scope():  # Variables made here are mirrored across the strategy's devices and workers.
+        autoencoder, completed_epochs = load_resume_state(resume_dir, record)
+        if autoencoder is None:
+            autoencoder = model.build_autoencoder(*shape, settings)
+            model.compile_autoencoder(autoencoder, settings, steps_per_epoch=-(-len(train_paths) // settings.batch_size))
+    if strategy is not tf.distribute.get_strategy():
+        print(f"training with {type(strategy).__name__} on {strategy.num_replicas_in_sync} replicas", file=sys.stderr)
+    if completed_epochs:
         print(f"resuming after epoch {completed_epochs} from {resume_dir}", file=sys.stderr)
     print(f"training on {len(train_paths)} images, validating on {len(validation_paths)}, "
           f"{settings.image_size}x{settings.image_size}x{settings.channels}", file=sys.stderr)

@@ -1,10 +1,12 @@
 """Real processes killed mid-run, and a full disk: nothing already written is lost, and reruns finish."""
 
 import csv
+import json
 import hashlib
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,3 +120,20 @@ def test_disk_full_while_writing_the_index_is_a_clear_error(gray_model, gray_dat
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "features.pkl: could not be written (File too large)" in result.stderr.splitlines()[-1]
     assert digest(index_path) == before and os.listdir(tmp_path) == ["features.pkl"]
+
+
+def test_training_under_a_one_worker_cluster_uses_multi_worker_strategy(tmp_path):
+    dataset_dir = make_folder(tmp_path / "data", per_class=6, gray=True, sizes=((16, 16),))
+    with socket.socket() as probe:  # A free loopback port for the one worker.
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cluster = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    result = subprocess.run(
+        [sys.executable, "train.py", "--dataset", dataset_dir, "--output", str(tmp_path / "out"), "--epochs", "1",
+         "--latent-dim", "4", "--filters", "4", "4"],
+        cwd=REPOSITORY_DIR, capture_output=True, text=True, timeout=300, env=os.environ | {"TF_CONFIG": json.dumps(cluster)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # CollectiveAllReduceStrategy is the class behind tf.distribute.MultiWorkerMirroredStrategy.
+    assert "training with CollectiveAllReduceStrategy on 1 replicas" in result.stderr
+    model.load_autoencoder(str(tmp_path / "out" / "autoencoder.keras"))
