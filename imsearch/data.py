@@ -28,9 +28,10 @@ def list_images(dataset_dir):
     relative_paths = []
     for root, folder_names, file_names in os.walk(dataset_dir, onerror=unreadable_folders.append):
         folder_names.sort()
-        for name in file_names:
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                relative_paths.append(os.path.relpath(os.path.join(root, name), dataset_dir).replace(os.sep, "/"))
+        # One relpath per folder, not per file: it dominates listing a large folder otherwise.
+        prefix = os.path.relpath(root, dataset_dir).replace(os.sep, "/") + "/"
+        prefix = "" if prefix == "./" else prefix
+        relative_paths.extend(prefix + name for name in file_names if name.lower().endswith(IMAGE_EXTENSIONS))
     if unreadable_folders:
         warn(f"skipped {len(unreadable_folders)} unreadable folder(s), first: {unreadable_folders[0].filename}")
     if not relative_paths:
@@ -50,17 +51,28 @@ def read_image(path, image_size, channels):
     if not os.path.isfile(path):
         # Also keeps a FIFO or device named .png from blocking the reader forever.
         raise UnreadableImage(f"{path}: not a regular file (missing, a broken link, or a device)")
-    try:
-        encoded = np.fromfile(path, dtype=np.uint8)
-    except OSError as error:
-        raise UnreadableImage(f"{path}: cannot read ({error.strerror})") from None
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    image = cv2.imdecode(encoded, flag) if encoded.size else None
+    try:
+        image = cv2.imread(path, flag)
+    except (UnicodeEncodeError, cv2.error):
+        # Names that are not valid UTF-8 reach OpenCV only as bytes already read.
+        image = decode_file(path, flag)
     if image is None or image.size == 0:
         raise UnreadableImage(f"{path}: not a readable image")
     if channels == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return resize_and_crop(image, image_size).reshape(image_size, image_size, channels)
+    if image.shape[:2] != (image_size, image_size):
+        image = resize_and_crop(image, image_size)
+    return image.reshape(image_size, image_size, channels)
+
+
+def decode_file(path, flag):
+    """Decode a file's bytes with OpenCV; None when it cannot be read or decoded."""
+    try:
+        encoded = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    return cv2.imdecode(encoded, flag) if encoded.size else None
 
 
 def resize_and_crop(image, image_size):
@@ -107,27 +119,29 @@ def infer_image_shape(paths, sample_count=200):
 
 def read_unchanged(path):
     """An image as stored (bit depth, channels), or None when it is not a readable image file."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        encoded = np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        return None
-    return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
+    return decode_file(path, cv2.IMREAD_UNCHANGED) if os.path.isfile(path) else None
 
 
 def read_batch(paths, image_size, channels, executor):
     """Read paths in parallel: float32 batch in [0, 1] of the readable ones, and a mask of which those are."""
-    def read_or_none(path):
-        try:
-            return read_image(path, image_size, channels)
-        except UnreadableImage:
-            return None
+    def read_chunk(chunk):
+        images = []
+        for path in chunk:
+            try:
+                images.append(read_image(path, image_size, channels))
+            except UnreadableImage:
+                images.append(None)
+        return images
 
-    images = list(executor.map(read_or_none, paths))
+    # One contiguous chunk per thread: a future per image costs as much as decoding a small one.
+    chunk_size = -(-len(paths) // READ_WORKERS)
+    chunks = [paths[start : start + chunk_size] for start in range(0, len(paths), chunk_size)]
+    images = [image for chunk in executor.map(read_chunk, chunks) for image in chunk]
     valid = np.array([image is not None for image in images], dtype=bool)
-    readable = [image for image in images if image is not None]
-    batch = np.stack(readable).astype(np.float32) / 255.0 if readable else np.zeros((0, image_size, image_size, channels), np.float32)
+    batch = np.zeros((int(valid.sum()), image_size, image_size, channels), np.float32)
+    for row, image in enumerate(image for image in images if image is not None):
+        batch[row] = image
+    batch *= 1 / 255.0
     return batch, valid
 
 

@@ -2,7 +2,6 @@
 
 import contextlib
 import hashlib
-import io
 import os
 import pickle
 import tempfile
@@ -83,10 +82,12 @@ def atomic_write_bytes(path, data):
 
 
 def atomic_pickle(path, value):
-    """Pickle `value` to `path` atomically."""
-    buffer = io.BytesIO()
-    pickle.dump(value, buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    atomic_write_bytes(path, buffer.getvalue())
+    """Pickle `value` to `path` atomically, streaming to the temporary file rather than through memory."""
+    with atomic_path(path) as temporary_path:
+        with open(temporary_path, "wb") as file:
+            pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
+            file.flush()
+            os.fsync(file.fileno())
 
 
 def sha256_of_file(path):
