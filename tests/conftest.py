@@ -14,6 +14,16 @@ import train  # noqa: E402  (needs the repository root on sys.path)
 SHAPES = ("disc", "square", "cross")
 
 
+def fails_with(script, argv, capsys):
+    """Run a script's main, expect exit 2 and exactly one error line on stderr; return that line."""
+    with pytest.raises(SystemExit) as raised:
+        script.main(argv)
+    assert raised.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
 def draw(shape, size, colour, rng):
     """A BGR image of one shape on a dark background, at a random place and scale."""
     height, width = size

@@ -14,6 +14,7 @@ from tensorflow import keras
 import index_dataset
 import search
 import train
+from conftest import fails_with
 from imsearch import data, index
 
 WRITERS = {
@@ -34,16 +35,6 @@ READABLE = {
     "ünïcødé-名前.png": lambda path: open(path, "wb").write(cv2.imencode(".png", np.zeros((9, 9), np.uint8))[1].tobytes()),
     "new\nline.png": lambda path: open(path, "wb").write(cv2.imencode(".png", np.zeros((9, 9), np.uint8))[1].tobytes()),
 }
-
-
-def fails_with(script, argv, capsys):
-    """Run a script's main, expect exit 2 and exactly one error line on stderr; return it."""
-    with pytest.raises(SystemExit) as raised:
-        script.main(argv)
-    assert raised.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 1, errors
-    return errors[0]
 
 
 @pytest.mark.parametrize("name", sorted(WRITERS))

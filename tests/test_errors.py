@@ -13,19 +13,9 @@ import evaluate
 import index_dataset
 import search
 import train
-from conftest import make_folder
+from conftest import fails_with, make_folder
 
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def fails_with(script, argv, capsys):
-    """Run a script's main, expect exit 2, and return its single stderr error line."""
-    with pytest.raises(SystemExit) as raised:
-        script.main(argv)
-    assert raised.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 1, errors
-    return errors[0]
 
 
 class Hostile:
