@@ -4,7 +4,7 @@ import os
 import sys
 
 import config
-from imsearch import InputError, cli, data, gallery, index, model, pictures, safeio
+from imsearch import InputError, cli, data, gallery, index, model, pictures, ranking, safeio
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
           "images", "html_path", "encode_batch_size", "seed")
@@ -19,7 +19,8 @@ def gather_queries(arguments, settings):
         else:
             query_paths.append(argument)
     if settings.sample:
-        query_paths.extend(data.sample_images(settings.sample_dir or data.default_sample_dir(settings.dataset_dir), settings.sample, settings.seed))
+        sample_dir = settings.sample_dir or data.default_sample_dir(settings.dataset_dir)
+        query_paths.extend(data.sample_images(sample_dir, settings.sample, settings.seed))
     return query_paths
 
 
@@ -51,6 +52,27 @@ def write_pictures(settings, feature_index, query_paths, rows, distances):
         gallery.write_gallery(settings.html_path, sections, settings.metric)
 
 
+def load_indexes(index_paths, autoencoder, settings):
+    """The index (shards merged into one) and its approximate index when there is one to use."""
+    model_sha256 = safeio.sha256_of_file(settings.model_path)
+    indexes = [index.load_index(path, autoencoder, model_sha256) for path in index_paths]
+    if len(indexes) > 1:
+        return index.merge_indexes(indexes, index_paths), None
+    approximate = index.load_approximate(index_paths[0], indexes[0]) if settings.approximate != "never" else None
+    return indexes[0], approximate
+
+
+def report_unreadable(query_paths, found_paths):
+    """Warn with a count about unreadable queries; an error when none was readable."""
+    if len(found_paths) == len(query_paths):
+        return
+    found = set(found_paths)
+    missing = next(path for path in query_paths if path not in found)
+    if not found_paths:
+        raise InputError(f"{missing}: not a readable image; pass image files (jpg, png, bmp, webp)")
+    data.warn(f"skipped {len(query_paths) - len(found_paths)} unreadable query image(s), first: {missing}")
+
+
 def hit_path(feature_index, row):
     """The file of an index row."""
     return os.path.join(feature_index["dataset_dir"], feature_index["paths"][row])
@@ -69,18 +91,10 @@ def main(argv=None):
     if not query_paths:
         parser.error("no queries: give image paths, - to read them from stdin, or --sample N")
     autoencoder = model.load_autoencoder(settings.model_path)
-    model_sha256 = safeio.sha256_of_file(settings.model_path)
-    indexes = [index.load_index(path, autoencoder, model_sha256) for path in index_paths]
-    feature_index = indexes[0] if len(indexes) == 1 else index.merge_indexes(indexes, index_paths)
-    use_approximate = len(indexes) == 1 and settings.approximate != "never"
-    approximate = index.load_approximate(index_paths[0], feature_index) if use_approximate else None
-    found_paths, rows, distances = index.search(model.encoder_of(autoencoder), feature_index, query_paths,
+    feature_index, approximate = load_indexes(index_paths, autoencoder, settings)
+    found_paths, rows, distances = ranking.search(model.encoder_of(autoencoder), feature_index, query_paths,
                                                 settings.top_k, settings.metric, settings.encode_batch_size, approximate)
-    if len(found_paths) < len(query_paths):
-        missing = next(path for path in query_paths if path not in set(found_paths))
-        if not found_paths:
-            raise InputError(f"{missing}: not a readable image; pass image files (jpg, png, bmp, webp)")
-        data.warn(f"skipped {len(query_paths) - len(found_paths)} unreadable query image(s), first: {missing}")
+    report_unreadable(query_paths, found_paths)
     for query_path, hit_rows, hit_distances in zip(found_paths, rows, distances):
         for rank, (row, distance) in enumerate(zip(hit_rows, hit_distances), start=1):
             print(f"{escape(query_path)}\t{rank}\t{distance:.6f}\t{escape(display_path(hit_path(feature_index, row)))}")

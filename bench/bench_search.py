@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 import common
-from imsearch import index
+from imsearch import ranking
 
 
 def per_item_loop(query, database, top_k):
@@ -26,11 +26,11 @@ def synthetic_features(count, length=192, seed=0):
 
 def exact_ms(queries, database, top_k, batched):
     """Median ms per query of the suite's exact ranking, one query per call or all in one call."""
-    norms = index.squared_norms(database)
+    norms = ranking.squared_norms(database)
     if batched:
-        seconds = common.median_seconds(lambda: index.rank(queries, database, top_k, database_norms=norms), 3)
+        seconds = common.median_seconds(lambda: ranking.rank(queries, database, top_k, database_norms=norms), 3)
         return seconds * 1000 / len(queries)
-    seconds = common.median_seconds(lambda: [index.rank(query[None], database, top_k, database_norms=norms) for query in queries], 3)
+    seconds = common.median_seconds(lambda: [ranking.rank(query[None], database, top_k, database_norms=norms) for query in queries], 3)
     return seconds * 1000 / len(queries)
 
 
@@ -51,14 +51,14 @@ def main():
 
     large = synthetic_features(arguments.large, seed=2)
     large_queries = synthetic_features(1000, seed=3)
-    exact_rows, _ = index.rank(large_queries, large, top_k)
+    exact_rows, _ = ranking.rank(large_queries, large, top_k)
     exact_large_ms = exact_ms(large_queries[:200], large, top_k, True)
     start = time.perf_counter()
-    approximate = index.build_approximate(large)
+    approximate = ranking.build_approximate(large)
     build_seconds = time.perf_counter() - start
-    approximate_rows, _ = index.search_approximate(approximate, large_queries[:1], top_k)
-    seconds = common.median_seconds(lambda: [index.search_approximate(approximate, query[None], top_k) for query in large_queries], 3)
-    approximate_rows, _ = index.search_approximate(approximate, large_queries, top_k)
+    approximate_rows, _ = ranking.search_approximate(approximate, large_queries[:1], top_k)
+    seconds = common.median_seconds(lambda: [ranking.search_approximate(approximate, query[None], top_k) for query in large_queries], 3)
+    approximate_rows, _ = ranking.search_approximate(approximate, large_queries, top_k)
     recall = np.mean([len(set(a) & set(e)) / top_k for a, e in zip(approximate_rows, exact_rows)])
     common.report(f"search_{arguments.large}_exact_batched_ms", exact_large_ms, "ms/query")
     common.report(f"search_{arguments.large}_approximate_build_s", build_seconds, "s")

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from imsearch import InputError, data, index
+from imsearch import InputError, data, encoding, ranking
 
 
 def reconstruction_error(autoencoder, paths, batch_size):
@@ -38,12 +38,12 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
     code_of = {label: code for code, label in enumerate(classes.tolist())}
     query_codes = np.array([code_of.get(label, -1) for label in query_labels])
     relevant_counts = np.append(np.bincount(database_codes, minlength=len(classes)), 0)  # Code -1: no relevant items.
-    database_norms = index.squared_norms(database_features)
+    database_norms = ranking.squared_norms(database_features)
     exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
     sums = {"map": 0.0, "map_at_100": 0.0, "precision_at_10": 0.0, "precision_at_100": 0.0, "knn_accuracy": 0.0}
-    for start in range(0, len(query_features), index.QUERY_BLOCK):
-        stop = start + index.QUERY_BLOCK
-        squared = index.squared_distances(query_features[start:stop], database_features, database_norms)
+    for start in range(0, len(query_features), ranking.QUERY_BLOCK):
+        stop = start + ranking.QUERY_BLOCK
+        squared = ranking.squared_distances(query_features[start:stop], database_features, database_norms)
         excluded = exclude[start:stop]
         squared[np.flatnonzero(excluded >= 0), excluded[excluded >= 0]] = np.inf
         ranked_rows = np.argsort(squared, axis=1, kind="stable")
@@ -82,22 +82,22 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     if labels is None:
         raise InputError(f"{queries_dir}: queries need class subfolders (<class>/<image>) to be scored")
     query_paths = [os.path.join(queries_dir, path) for path in relative_paths]
-    query_features, readable = index.encode_paths(encoder, query_paths, batch_size, "queries")
+    query_features, readable = encoding.encode_paths(encoder, query_paths, batch_size, "queries")
     query_paths = [path for path, ok in zip(query_paths, readable) if ok]
     query_labels = [label for label, ok in zip(labels, readable) if ok]
-    exclude = index.rows_of_queries(feature_index, query_paths)
+    exclude = ranking.rows_of_queries(feature_index, query_paths)
     database_labels = feature_index["labels"]
     results = {"autoencoder": retrieval_metrics(
-        index.postprocess_features(query_features, metric), query_labels,
-        index.postprocess_features(feature_index["features"], metric), database_labels, exclude)}
+        ranking.postprocess_features(query_features, metric), query_labels,
+        ranking.postprocess_features(feature_index["features"], metric), database_labels, exclude)}
     image_size, channels = feature_index["image_size"], feature_index["channels"]
     database_paths = [os.path.join(feature_index["dataset_dir"], path) for path in feature_index["paths"]]
-    database_pixels, database_readable = index.pixel_features(database_paths, image_size, channels, batch_size)
+    database_pixels, database_readable = encoding.pixel_features(database_paths, image_size, channels, batch_size)
     if not database_readable.all():
         raise InputError(f"{feature_index['dataset_dir']}: indexed images are gone or changed; rebuild the index")
-    query_pixels, _ = index.pixel_features(query_paths, image_size, channels, batch_size)
+    query_pixels, _ = encoding.pixel_features(query_paths, image_size, channels, batch_size)
     for pixel_metric in ("euclidean", "cosine"):
         results[f"pixels_{pixel_metric}"] = retrieval_metrics(
-            index.postprocess_features(query_pixels, pixel_metric), query_labels,
-            index.postprocess_features(database_pixels, pixel_metric), database_labels, exclude)
+            ranking.postprocess_features(query_pixels, pixel_metric), query_labels,
+            ranking.postprocess_features(database_pixels, pixel_metric), database_labels, exclude)
     return results | {"queries": len(query_paths), "database": len(database_paths)}

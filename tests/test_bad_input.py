@@ -1,6 +1,5 @@
 """Messy folders and files: each is read, or skipped with a warning and a count, or refused in one line."""
 
-import io
 import os
 import pickle
 import zipfile

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from imsearch import InputError, index, safeio
+from imsearch import InputError, ranking, safeio
 
 
 def brute_force(queries, database, top_k):
@@ -22,7 +22,7 @@ def test_rank_matches_brute_force():
     rng = np.random.default_rng(0)
     database = rng.normal(size=(700, 12)).astype(np.float32)
     queries = rng.normal(size=(300, 12)).astype(np.float32)  # More than one query block.
-    rows, distances = index.rank(queries, database, top_k=7)
+    rows, distances = ranking.rank(queries, database, top_k=7)
     for query_rows, query_distances, expected in zip(rows, distances, brute_force(queries, database, 7)):
         assert query_rows.tolist() == [row for _, row in expected]
         assert np.allclose(query_distances, [distance for distance, _ in expected], atol=1e-4)
@@ -30,17 +30,17 @@ def test_rank_matches_brute_force():
 
 def test_rank_excludes_the_query_itself():
     database = np.arange(10, dtype=np.float32).reshape(5, 2)
-    rows, distances = index.rank(database[[1, 3]], database, top_k=10, exclude=np.array([1, -1]))
+    rows, distances = ranking.rank(database[[1, 3]], database, top_k=10, exclude=np.array([1, -1]))
     assert rows.shape == (2, 4)  # One row fewer than the database: the query is left out.
     assert 1 not in rows[0] and rows[1][0] == 3 and distances[1][0] == 0
 
 
 def test_cosine_postprocessing_normalises_rows():
     features = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
-    normalised = index.postprocess_features(features, "cosine")
+    normalised = ranking.postprocess_features(features, "cosine")
     assert np.allclose(normalised[0], [0.6, 0.8]) and np.all(np.isfinite(normalised))
-    assert index.postprocess_features(features, "euclidean") is not None
-    assert np.array_equal(index.postprocess_features(features, "euclidean"), features)
+    assert ranking.postprocess_features(features, "euclidean") is not None
+    assert np.array_equal(ranking.postprocess_features(features, "euclidean"), features)
 
 
 @pytest.mark.parametrize("protocol", [3, 4, 5])

@@ -1,0 +1,47 @@
+"""Features of image files: the encoder's, or raw pixels, computed in batches while the next are read."""
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from imsearch import data
+
+
+def make_encode_function(encoder):
+    """A compiled encoder call: one tf.function trace per batch shape, far cheaper than predict per call."""
+    @tf.function(reduce_retracing=True)
+    def encode(images):
+        return encoder(images, training=False)
+
+    return lambda images: encode(tf.constant(images)).numpy()
+
+
+def encode_paths(encoder, paths, batch_size, description="encoding"):
+    """Encoder features of the readable images among paths, and which paths those are."""
+    image_size, channels = encoder.input_shape[1], encoder.input_shape[3]
+    return transform_paths(make_encode_function(encoder), paths, (image_size, channels, encoder.output_shape[-1]), batch_size, description)
+
+
+def pixel_features(paths, image_size, channels, batch_size):
+    """Raw pixels as flat feature vectors (the baseline), and which paths were readable."""
+    flatten = lambda batch: batch.reshape(len(batch), -1)  # noqa: E731
+    return transform_paths(flatten, paths, (image_size, channels, image_size * image_size * channels), batch_size, "pixels")
+
+
+def transform_paths(transform, paths, shape, batch_size, description):
+    """Apply transform to batches of images read from paths; reading overlaps the transform.
+
+    shape is (image_size, channels, feature_length). Returns (readable count, feature_length) float32
+    features and a boolean mask of readable paths.
+    """
+    image_size, channels, feature_length = shape
+    features = np.zeros((len(paths), feature_length), dtype=np.float32)
+    readable = np.zeros(len(paths), dtype=bool)
+    with tqdm.tqdm(total=len(paths), desc=description, unit="img", leave=False, disable=None) as progress:
+        for start, batch, valid in data.iterate_batches(paths, image_size, channels, batch_size):
+            rows = np.flatnonzero(valid) + start
+            if rows.size:
+                features[rows] = transform(batch)
+                readable[rows] = True
+            progress.update(len(valid))
+    return features[readable], readable
