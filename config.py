@@ -31,6 +31,8 @@ class Config:
     l1_activity: float = option(1e-4, "L1 penalty on latent activations, for sparse features")
     loss: str = option("mse", "reconstruction loss", choices=("mse", "bce"))
     flip_augmentation: bool = option(False, "random horizontal flips; they made the original model worse")
+    denoise_std: float = option(0.0, "Gaussian noise added to inputs (targets stay clean): denoising training; 0 is off")
+    shift_pixels: int = option(0, "random shifts of inputs by up to this many pixels (targets stay put), for shift-invariant features; 0 is off")
 
     # Optimisation.
     learning_rate: float = option(1e-3, "Adam's initial rate, decayed linearly to 0 over the run")

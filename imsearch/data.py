@@ -179,8 +179,12 @@ def warn(message):
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None, flip=False):
-    """A tf.data pipeline of (image, image) float batches streamed from disk, never the whole folder."""
+def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None, augmentation=None):
+    """A tf.data pipeline of (input, target) float batches streamed from disk, never the whole folder.
+
+    augmentation: optional dict with flip (bool), noise_std (float) and shift_pixels (int); flips
+    change input and target alike, noise and shifts only the input, so the model learns to undo them.
+    """
     import tensorflow as tf
 
     def load(batch_paths):
@@ -196,17 +200,32 @@ def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None,
         ),
         num_parallel_calls=READ_WORKERS,
     )
-    if flip:
-        dataset = dataset.map(lambda images: tf.where(
-            tf.random.uniform((tf.shape(images)[0], 1, 1, 1), seed=shuffle_seed) < 0.5,
-            tf.reverse(images, axis=[2]), images))
-    dataset = dataset.map(lambda images: (images, images)).prefetch(2)
+    dataset = dataset.map(lambda images: augment(images, **(augmentation or {})))
     # With autotune on, fit pauses 2-40 s at epoch boundaries while tf.data tears its threads down.
     options = tf.data.Options()
     options.autotune.enabled = False
     # Workers of a multi-worker run each take every n-th batch: the input is one list of paths, not files.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
+    return dataset.prefetch(2).with_options(options)
+
+
+def augment(images, flip=False, noise_std=0.0, shift_pixels=0):
+    """(input, target) from a float batch: optional flips of both, noise and shifts of the input only."""
+    import tensorflow as tf
+
+    if flip:
+        flipped = tf.random.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
+        images = tf.where(flipped, tf.reverse(images, axis=[2]), images)
+    inputs = images
+    if shift_pixels:
+        # Pad by reflection and crop back at a random offset: a shift without empty borders.
+        size, padding = images.shape[1], shift_pixels
+        padded = tf.pad(inputs, [[0, 0], [padding, padding], [padding, padding], [0, 0]], mode="REFLECT")
+        offsets = tf.random.uniform((2,), 0, 2 * padding + 1, dtype=tf.int32)
+        inputs = padded[:, offsets[0] : offsets[0] + size, offsets[1] : offsets[1] + size, :]
+    if noise_std:
+        inputs = tf.clip_by_value(inputs + tf.random.normal(tf.shape(inputs), stddev=noise_std), 0.0, 1.0)
+    return inputs, images
 
 
 def default_sample_dir(dataset_dir):

@@ -165,7 +165,8 @@ def train(settings):
         raise InputError(f"{settings.dataset_dir}: too few readable images for a validation split; add images")
     keras.utils.set_random_seed(settings.seed)
     shape = (settings.image_size, settings.channels)
-    train_data = data.training_dataset(train_paths, *shape, settings.batch_size, settings.seed, settings.flip_augmentation)
+    augmentation = {"flip": settings.flip_augmentation, "noise_std": settings.denoise_std, "shift_pixels": settings.shift_pixels}
+    train_data = data.training_dataset(train_paths, *shape, settings.batch_size, settings.seed, augmentation)
     validation_data = data.training_dataset(validation_paths, *shape, settings.batch_size)
     model_path = os.path.join(settings.output_dir, "autoencoder.keras")
     record = json.loads(json.dumps(dataclasses.asdict(settings) | {

@@ -95,3 +95,16 @@ def test_training_dataset_streams_batches_of_pairs(tmp_path):
     assert [len(inputs) for inputs, _ in batches] == [2, 2, 1]
     assert all(np.array_equal(inputs, targets) for inputs, targets in batches)
     assert np.isclose(batches[2][0].max(), 200 / 255)
+
+
+def test_augment_corrupts_inputs_only_and_flips_both():
+    import tensorflow as tf
+
+    images = tf.constant(np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32))
+    inputs, targets = data.augment(images, noise_std=0.3, shift_pixels=2)
+    assert np.array_equal(targets.numpy(), images.numpy()) and not np.array_equal(inputs.numpy(), images.numpy())
+    assert inputs.shape == images.shape and 0 <= float(tf.reduce_min(inputs)) and float(tf.reduce_max(inputs)) <= 1
+    flipped_inputs, flipped_targets = data.augment(images, flip=True)
+    assert np.array_equal(flipped_inputs.numpy(), flipped_targets.numpy())
+    originals, mirrored = images.numpy(), flipped_targets.numpy()
+    assert all(np.array_equal(m, o) or np.array_equal(m, o[:, ::-1]) for m, o in zip(mirrored, originals))
