@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from imsearch import data
+from imsearch import data, model
 
 
 def make_encode_function(encoder):
@@ -18,7 +18,7 @@ def make_encode_function(encoder):
 
 def encode_paths(encoder, paths, batch_size, description="encoding"):
     """Encoder features of the readable images among paths, and which paths those are."""
-    image_size, channels = encoder.input_shape[1], encoder.input_shape[3]
+    image_size, channels = model.image_shape_of(encoder)
     return transform_paths(make_encode_function(encoder), paths, (image_size, channels, encoder.output_shape[-1]), batch_size, description)
 
 

@@ -56,8 +56,8 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         "stamps": [list(stamps[i]) for i in kept],
         "features": features[kept],
         "model_sha256": model_sha256,
-        "image_size": int(encoder.input_shape[1]),
-        "channels": int(encoder.input_shape[3]),
+        "image_size": int(model.image_shape_of(encoder)[0]),
+        "channels": int(model.image_shape_of(encoder)[1]),
         "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
     }
 

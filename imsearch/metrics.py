@@ -5,12 +5,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from imsearch import InputError, data, encoding, ranking
+from imsearch import InputError, data, encoding, model, ranking
 
 
 def reconstruction_error(autoencoder, paths, batch_size):
     """Mean squared error over the readable images of paths, and how many were readable."""
-    image_size, channels = autoencoder.input_shape[1], autoencoder.input_shape[3]
+    image_size, channels = model.image_shape_of(autoencoder)
     reconstruct = tf.function(lambda images: autoencoder(images, training=False), reduce_retracing=True)
     total, count = 0.0, 0
     for _, batch, _ in data.iterate_batches(paths, image_size, channels, batch_size):
@@ -23,7 +23,7 @@ def reconstruction_error(autoencoder, paths, batch_size):
 
 def reconstruct_examples(autoencoder, paths):
     """Images of paths in [0, 1] and the autoencoder's reconstructions of them."""
-    image_size, channels = autoencoder.input_shape[1], autoencoder.input_shape[3]
+    image_size, channels = model.image_shape_of(autoencoder)
     originals = np.stack([data.read_image(path, image_size, channels) for path in paths]).astype(np.float32) / 255.0
     return originals, autoencoder(originals, training=False).numpy()
 
