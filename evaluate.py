@@ -6,7 +6,7 @@ import os
 import config
 from imsearch import InputError, cli, data, index, metrics, model, pictures, ranking, safeio, training
 
-FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size")
+FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size", "diffusion")
 EXAMPLE_COUNT = 8
 METRIC_NAMES = ("map", "map_at_100", "precision_at_10", "precision_at_100", "knn_accuracy")
 
@@ -25,7 +25,8 @@ def report_retrieval(settings, autoencoder):
     """Score the index with the labelled queries against pixel baselines; print, save JSON and a feature map."""
     feature_index = index.load_index(settings.index_path, autoencoder, safeio.sha256_of_file(settings.model_path))
     results = metrics.compare_with_baselines(
-        model.encoder_of(autoencoder), feature_index, settings.queries_dir, settings.metric, settings.encode_batch_size
+        model.encoder_of(autoencoder), feature_index, settings.queries_dir, settings.metric, settings.encode_batch_size,
+        settings.diffusion,
     )
     print(f"\nretrieval: {results['queries']} queries against {results['database']} indexed images")
     print("method\t" + "\t".join(METRIC_NAMES))

@@ -5,7 +5,7 @@ import os
 from imsearch import cli, index, model, safeio
 
 FIELDS = ("dataset_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "approximate",
-          "approximate_above")
+          "approximate_above", "histograms", "diffusion")
 
 
 @cli.reports_errors
@@ -19,8 +19,12 @@ def main(argv=None):
     if settings.update and os.path.isfile(settings.index_path):
         previous = index.load_index(settings.index_path, autoencoder, model_sha256)
     feature_index = index.build_index(
-        model.encoder_of(autoencoder), settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard
+        model.encoder_of(autoencoder), settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard,
+        settings.histograms,
     )
+    # The graph costs O(N^2) to build: only for collections searched exactly, and only for whole folders.
+    if settings.diffusion and shard is None and len(feature_index["paths"]) < settings.approximate_above:
+        index.add_neighbour_graph(feature_index)
     index.save_index(feature_index, settings.index_path, settings.approximate, settings.approximate_above)
     count, length = feature_index["features"].shape
     approximate = " with an approximate index beside it" if feature_index["approximate_sha256"] else ""

@@ -7,7 +7,7 @@ import config
 from imsearch import InputError, cli, data, gallery, index, model, pictures, ranking, safeio
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
-          "images", "html_path", "encode_batch_size", "seed")
+          "images", "html_path", "encode_batch_size", "seed", "diffusion")
 
 
 def gather_queries(arguments, settings):
@@ -93,7 +93,8 @@ def main(argv=None):
     autoencoder = model.load_autoencoder(settings.model_path)
     feature_index, approximate = load_indexes(index_paths, autoencoder, settings)
     found_paths, rows, distances = ranking.search(model.encoder_of(autoencoder), feature_index, query_paths,
-                                                settings.top_k, settings.metric, settings.encode_batch_size, approximate)
+                                                settings.top_k, settings.metric, settings.encode_batch_size, approximate,
+                                                settings.diffusion)
     report_unreadable(query_paths, found_paths)
     for query_path, hit_rows, hit_distances in zip(found_paths, rows, distances):
         for rank, (row, distance) in enumerate(zip(hit_rows, hit_distances), start=1):

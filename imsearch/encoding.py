@@ -4,22 +4,38 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from imsearch import data, model
+from imsearch import data, descriptors, model
 
 
-def make_encode_function(encoder):
-    """A compiled encoder call: one tf.function trace per batch shape, far cheaper than predict per call."""
+def feature_length(encoder, histograms):
+    """Length of the feature vectors encode_paths makes with this encoder and histogram setting."""
+    return encoder.output_shape[-1] + (descriptors.HISTOGRAM_LENGTH if histograms else 0)
+
+
+def make_encode_function(encoder, histograms=False):
+    """A compiled feature call: one tf.function trace per batch shape, far cheaper than predict per call.
+
+    With histograms, the encoder's features and the gradient histograms are each scaled to unit length
+    and concatenated, so both count equally in every distance.
+    """
+    image_size, channels = model.image_shape_of(encoder)
+
     @tf.function(reduce_retracing=True)
     def encode(images):
-        return encoder(images, training=False)
+        images = tf.ensure_shape(images, (None, image_size, image_size, channels))
+        features = encoder(images, training=False)
+        if not histograms:
+            return features
+        return tf.concat([descriptors.unit_rows(features), descriptors.gradient_histograms(images)], axis=1)
 
     return lambda images: encode(tf.constant(images)).numpy()
 
 
-def encode_paths(encoder, paths, batch_size, description="encoding"):
-    """Encoder features of the readable images among paths, and which paths those are."""
+def encode_paths(encoder, paths, batch_size, description="encoding", histograms=False):
+    """Features of the readable images among paths, and which paths those are."""
     image_size, channels = model.image_shape_of(encoder)
-    return transform_paths(make_encode_function(encoder), paths, (image_size, channels, encoder.output_shape[-1]), batch_size, description)
+    shape = (image_size, channels, feature_length(encoder, histograms))
+    return transform_paths(make_encode_function(encoder, histograms), paths, shape, batch_size, description)
 
 
 def pixel_features(paths, image_size, channels, batch_size):

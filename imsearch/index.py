@@ -8,8 +8,9 @@ import numpy as np
 
 from imsearch import InputError, data, encoding, model, ranking, safeio
 
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "paths", "labels", "stamps", "features", "model_sha256", "image_size", "channels")
+FORMAT_VERSION = 2
+REQUIRED_KEYS = ("format_version", "paths", "labels", "stamps", "features", "model_sha256", "image_size", "channels",
+                 "histograms", "neighbours", "neighbour_similarities")
 
 
 def file_stamp(path):
@@ -21,12 +22,16 @@ def file_stamp(path):
     return (status.st_size, status.st_mtime_ns)
 
 
-def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, shard=None):
+def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, shard=None, histograms=False):
     """Encode the images of dataset_dir into an index dict, skipping unreadable files with a warning.
 
     previous: an index of the same model whose rows are kept for unchanged files (path, size, mtime).
     shard: (i, n) to take only every n-th image from the i-th, so n machines can share a folder.
+    histograms: append gradient histograms to the encoder's features (see encoding.make_encode_function).
+    The neighbour graph for diffusion is left empty; add_neighbour_graph fills it.
     """
+    if previous is not None and previous["histograms"] != histograms:
+        previous = None  # Its rows hold other features than these: nothing can be reused.
     relative_paths, labels = data.list_images(dataset_dir)
     if shard is not None:
         relative_paths = relative_paths[shard[0] :: shard[1]]
@@ -36,14 +41,16 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     reusable = reusable_rows(previous, relative_paths, stamps)
     pending = [position for position, row in enumerate(reusable) if row < 0]
     print(f"encoding {len(pending)} images of {dataset_dir} ({len(paths) - len(pending)} unchanged)", file=sys.stderr, flush=True)
-    new_features, readable = encoding.encode_paths(encoder, [paths[position] for position in pending], batch_size)
+    new_features, readable = encoding.encode_paths(
+        encoder, [paths[position] for position in pending], batch_size, histograms=histograms
+    )
     unreadable = [pending[i] for i in np.flatnonzero(~readable)]
     if unreadable:
         data.warn(f"skipped {len(unreadable)} unreadable image(s) of {len(paths)}, first: {paths[unreadable[0]]}")
     kept = sorted(set(range(len(paths))) - set(unreadable))
     if not kept:
         raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
-    features = np.zeros((len(paths), new_features.shape[1]), np.float32)
+    features = np.zeros((len(paths), encoding.feature_length(encoder, histograms)), np.float32)
     features[[pending[i] for i in np.flatnonzero(readable)]] = new_features
     reused = [position for position, row in enumerate(reusable) if row >= 0]
     if reused:
@@ -59,7 +66,18 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         "image_size": int(model.image_shape_of(encoder)[0]),
         "channels": int(model.image_shape_of(encoder)[1]),
         "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+        "histograms": bool(histograms),
+        "neighbours": None,
+        "neighbour_similarities": None,
     }
+
+
+def add_neighbour_graph(feature_index):
+    """Store each row's nearest neighbours (by cosine similarity) in the index, for diffusion re-ranking."""
+    print(f"linking each of {len(feature_index['paths'])} images to its {ranking.GRAPH_NEIGHBOURS} nearest, for diffusion",
+          file=sys.stderr, flush=True)
+    unit_features = ranking.postprocess_features(feature_index["features"], "cosine")
+    feature_index["neighbours"], feature_index["neighbour_similarities"] = ranking.neighbour_graph(unit_features)
 
 
 def reusable_rows(previous, relative_paths, stamps):
@@ -142,7 +160,7 @@ def merge_indexes(indexes, index_paths):
     return first | {
         "paths": [paths[i] for i in order], "labels": None if labels is None else [labels[i] for i in order],
         "stamps": [stamps[i] for i in order], "features": np.concatenate([shard["features"] for shard in indexes])[order],
-        "shard": None, "approximate_sha256": None,
+        "shard": None, "approximate_sha256": None, "neighbours": None, "neighbour_similarities": None,
     }
 
 
@@ -162,7 +180,7 @@ def load_index(index_path, autoencoder=None, model_sha256=None):
         raise InputError(f"{index_path}: made with another model than the one given; rebuild it with index_dataset.py --model")
     if autoencoder is not None:
         image_size, channels = model.image_shape_of(autoencoder)
-        expected = (image_size, channels, autoencoder.get_layer(model.ENCODER_LAYER).output.shape[-1])
+        expected = (image_size, channels, encoding.feature_length(model.encoder_of(autoencoder), index["histograms"]))
         found = (index["image_size"], index["channels"], features.shape[1])
         if found != expected:
             raise InputError(f"{index_path}: image size, channels, feature length {found} do not match the model's {expected}; rebuild it")
@@ -189,4 +207,18 @@ def is_well_formed(index):
         and features.dtype.kind == "f"
         and isinstance(index["image_size"], int) and isinstance(index["channels"], int)
         and isinstance(index["model_sha256"], str) and isinstance(index.get("dataset_dir", ""), str)
+        and isinstance(index["histograms"], bool) and is_well_formed_graph(index)
+    )
+
+
+def is_well_formed_graph(index):
+    """Whether the neighbour graph is absent, or two (N, K) arrays of rows in range and similarities."""
+    neighbours, similarities = index["neighbours"], index["neighbour_similarities"]
+    if neighbours is None and similarities is None:
+        return True
+    return (
+        isinstance(neighbours, np.ndarray) and isinstance(similarities, np.ndarray)
+        and neighbours.ndim == 2 and neighbours.shape == similarities.shape and neighbours.shape[0] == len(index["paths"])
+        and neighbours.dtype.kind == "i" and similarities.dtype.kind == "f"
+        and (neighbours.size == 0 or (neighbours.min() >= 0 and neighbours.max() < len(index["paths"])))
     )

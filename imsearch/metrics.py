@@ -28,10 +28,12 @@ def reconstruct_examples(autoencoder, paths):
     return originals, autoencoder(originals, training=False).numpy()
 
 
-def retrieval_metrics(query_features, query_labels, database_features, database_labels, exclude=None, neighbours=10):
+def retrieval_metrics(query_features, query_labels, database_features, database_labels, exclude=None, neighbours=10,
+                      operator=None):
     """mAP, mAP@100, precision@10 and @100, and k-NN accuracy of Euclidean ranking; same-label is relevant.
 
     Features must already be post-processed. exclude gives, per query, a database row to leave out (-1: none).
+    operator: a graph from ranking.diffusion_operator_of to rank by diffusion instead (unit-length features).
     AP@100 divides by min(relevant, 100), so a perfect top 100 scores 1.
     """
     classes, database_codes = np.unique(np.asarray(database_labels), return_inverse=True)
@@ -46,6 +48,9 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
         squared = ranking.squared_distances(query_features[start:stop], database_features, database_norms)
         excluded = exclude[start:stop]
         squared[np.flatnonzero(excluded >= 0), excluded[excluded >= 0]] = np.inf
+        if operator is not None:
+            # Between unit vectors cos = 1 - d^2 / 2; negated scores sort like distances.
+            squared = -ranking.diffuse(operator, 1.0 - squared / 2)
         ranked_rows = np.argsort(squared, axis=1, kind="stable")
         ranked_codes = database_codes[ranked_rows]
         # The excluded row sorts last (infinite distance); it counts as neither relevant nor a neighbour.
@@ -74,22 +79,23 @@ def majority_vote(labels):
     return values[best[np.argmin(first_positions[best])]]
 
 
-def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_size):
-    """Retrieval metrics of the suite's features and of raw pixels (Euclidean, cosine) for a labelled query folder."""
+def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_size, diffusion=False):
+    """Retrieval metrics of the suite's search and of raw pixels (Euclidean, cosine) for a labelled query folder."""
     if feature_index["labels"] is None:
         raise InputError("the index has no labels (its images are not in class subfolders); index a labelled folder")
     relative_paths, labels = data.list_images(queries_dir)
     if labels is None:
         raise InputError(f"{queries_dir}: queries need class subfolders (<class>/<image>) to be scored")
     query_paths = [os.path.join(queries_dir, path) for path in relative_paths]
-    query_features, readable = encoding.encode_paths(encoder, query_paths, batch_size, "queries")
+    query_features, readable = encoding.encode_paths(encoder, query_paths, batch_size, "queries", feature_index["histograms"])
     query_paths = [path for path, ok in zip(query_paths, readable) if ok]
     query_labels = [label for label, ok in zip(labels, readable) if ok]
     exclude = ranking.rows_of_queries(feature_index, query_paths)
     database_labels = feature_index["labels"]
+    operator = ranking.diffusion_operator_of(feature_index) if diffusion and metric == "cosine" else None
     results = {"autoencoder": retrieval_metrics(
         ranking.postprocess_features(query_features, metric), query_labels,
-        ranking.postprocess_features(feature_index["features"], metric), database_labels, exclude)}
+        ranking.postprocess_features(feature_index["features"], metric), database_labels, exclude, operator=operator)}
     image_size, channels = feature_index["image_size"], feature_index["channels"]
     database_paths = [os.path.join(feature_index["dataset_dir"], path) for path in feature_index["paths"]]
     database_pixels, database_readable = encoding.pixel_features(database_paths, image_size, channels, batch_size)

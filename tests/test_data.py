@@ -108,3 +108,16 @@ def test_augment_corrupts_inputs_only_and_flips_both():
     assert np.array_equal(flipped_inputs.numpy(), flipped_targets.numpy())
     originals, mirrored = images.numpy(), flipped_targets.numpy()
     assert all(np.array_equal(m, o) or np.array_equal(m, o[:, ::-1]) for m, o in zip(mirrored, originals))
+
+
+def test_gradient_histograms_are_unit_length_and_see_orientation():
+    from imsearch import descriptors
+
+    vertical = np.zeros((1, 28, 28, 1), np.float32)
+    vertical[:, :, 14:] = 1.0  # One vertical edge: all its gradient points along x.
+    horizontal = np.transpose(vertical, (0, 2, 1, 3))
+    histograms = descriptors.gradient_histograms(np.concatenate([vertical, horizontal, 1.0 - vertical])).numpy()
+    assert histograms.shape == (3, descriptors.HISTOGRAM_LENGTH)
+    assert np.allclose(np.linalg.norm(histograms, axis=1), 1, atol=1e-5)
+    assert histograms[0] @ histograms[1] < 0.1  # Perpendicular edges share no orientation bin.
+    assert np.allclose(histograms[0], histograms[2], atol=1e-6)  # Orientation, not polarity, counts.

@@ -11,6 +11,7 @@ import evaluate
 import index_dataset
 import search
 import train
+from imsearch import descriptors
 
 
 def test_train_writes_model_config_history_and_plot(gray_model):
@@ -39,13 +40,14 @@ def test_index_holds_paths_labels_and_features(gray_index, gray_model):
         saved = pickle.load(file)  # Our own file, written just now by the test.
     assert saved["paths"][0] == "cross/000.png" and saved["paths"] == sorted(saved["paths"])
     assert saved["labels"][:1] == ["cross"] and len(saved["labels"]) == 48
-    assert saved["features"].dtype == np.float32 and saved["features"].shape == (48, 16)
+    assert saved["features"].dtype == np.float32 and saved["features"].shape == (48, 16 + descriptors.HISTOGRAM_LENGTH)
+    assert saved["histograms"] is True and saved["neighbours"].shape == saved["neighbour_similarities"].shape == (48, 15)
     assert (saved["image_size"], saved["channels"]) == (28, 1)
     assert len(saved["model_sha256"]) == 64
 
 
 def test_search_sample_prints_tab_separated_hits_only(gray_index, gray_model, gray_dataset, capsys):
-    search.main(["--model", str(gray_model / "autoencoder.keras"), "--index", str(gray_index),
+    search.main(["--model", str(gray_model / "autoencoder.keras"), "--index", str(gray_index), "--no-diffusion",
                  "--dataset", str(gray_dataset / "train"), "--output", str(gray_model), "--sample", "3"])
     captured = capsys.readouterr()
     lines = captured.out.splitlines()

@@ -77,3 +77,52 @@ def test_atomic_write_into_unwritable_place_is_a_clear_error(tmp_path):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(InputError, match="cannot write here"):
         safeio.atomic_write_bytes(str(tmp_path / "a_file" / "x.bin"), b"data")
+
+
+def unit(rows):
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_neighbour_graph_matches_brute_force_and_skips_self():
+    features = unit(np.random.default_rng(3).normal(size=(1100, 8)).astype(np.float32))  # More than one block.
+    rows, similarities = ranking.neighbour_graph(features, neighbours=4)
+    full = features @ features.T
+    np.fill_diagonal(full, -np.inf)
+    expected = np.argsort(-full, axis=1)[:, :4]
+    assert rows.shape == (1100, 4) and rows.dtype == np.int32
+    assert np.array_equal(rows, expected)
+    assert np.allclose(similarities, np.take_along_axis(full, expected, axis=1), atol=1e-5)
+
+
+def two_chains(points=20):
+    """Two well-separated curves of unit vectors: the graph links each point to its chain neighbours."""
+    angles = np.linspace(0, 1.2, points)
+    first = np.stack([np.cos(angles), np.sin(angles), np.zeros(points)], axis=1)
+    second = np.stack([np.zeros(points), np.cos(angles) * 0.2, np.ones(points)], axis=1)
+    return unit(np.concatenate([first, second]).astype(np.float32))
+
+
+def test_diffusion_follows_the_manifold():
+    database = two_chains()
+    index = dict(zip(("neighbours", "neighbour_similarities"), ranking.neighbour_graph(database, neighbours=3)))
+    operator = ranking.diffusion_operator_of(index)
+    assert abs(operator - operator.T).max() < 1e-6  # Symmetric, as conjugate gradients need.
+    # A query at the start of the first chain: by cosine, the end of the first chain is farther than
+    # part of the second chain, but diffusion ranks the whole first chain first.
+    query = unit(np.array([[1.0, -0.1, 0.9]], dtype=np.float32))
+    cosine_order = np.argsort(-(query @ database.T)[0])
+    assert (cosine_order[:20] >= 20).sum() > 5
+    rows, distances = ranking.rank_by_diffusion(query, database, operator, 20, np.array([-1]))
+    assert sorted(rows[0].tolist()) == list(range(20))
+    assert np.allclose(distances[0], 1 - (query @ database.T)[0][rows[0]], atol=1e-6)
+
+
+def test_diffusion_leaves_the_excluded_row_out():
+    database = two_chains(10)
+    index = dict(zip(("neighbours", "neighbour_similarities"), ranking.neighbour_graph(database, neighbours=3)))
+    rows, _ = ranking.rank_by_diffusion(database[[2]], database, ranking.diffusion_operator_of(index), 50, np.array([2]))
+    assert rows.shape == (1, 19) and 2 not in rows[0]
+
+
+def test_diffusion_operator_is_none_without_a_graph():
+    assert ranking.diffusion_operator_of({"neighbours": None, "neighbour_similarities": None}) is None

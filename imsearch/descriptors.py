@@ -1,0 +1,36 @@
+"""Hand-made shape features appended to the encoder's: histograms of gradient orientations."""
+
+import tensorflow as tf
+
+# A 7x7 grid of cells whatever the image size, so the histogram length never depends on it.
+GRID_CELLS = 7
+ORIENTATION_BINS = 9
+# Each block is 2x2 neighbouring cells, normalised on its own (as in HOG) against lighting changes.
+HISTOGRAM_LENGTH = (GRID_CELLS - 1) ** 2 * 4 * ORIENTATION_BINS
+
+
+def unit_rows(features):
+    """Rows scaled to unit L2 length, (B, D) -> (B, D)."""
+    return features / tf.maximum(tf.norm(features, axis=1, keepdims=True), 1e-12)
+
+
+def gradient_histograms(images):
+    """(B, S, S, C) floats in [0, 1] -> (B, HISTOGRAM_LENGTH) unit-length orientation histograms."""
+    gray = tf.reduce_mean(images, axis=-1)
+    size = images.shape[1]
+    cell = max(1, size // GRID_CELLS)
+    # Central differences, with edge pixels repeated so the output keeps the image's size.
+    padded = tf.pad(gray, [[0, 0], [1, 1], [1, 1]], mode="SYMMETRIC")
+    delta_y = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / 2
+    delta_x = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) / 2
+    magnitude = tf.sqrt(delta_x**2 + delta_y**2)
+    # Unsigned orientations in [0, pi): an edge counts the same whichever side is brighter.
+    angle = tf.math.floormod(tf.atan2(delta_y, delta_x), 3.141592653589793)
+    bins = tf.minimum(tf.cast(angle / 3.141592653589793 * ORIENTATION_BINS, tf.int32), ORIENTATION_BINS - 1)
+    votes = tf.one_hot(bins, ORIENTATION_BINS) * magnitude[..., None]  # (B, S, S, bins)
+    used = cell * GRID_CELLS
+    cells = tf.nn.avg_pool2d(votes[:, :used, :used, :], cell, cell, "VALID")  # (B, 7, 7, bins)
+    blocks = tf.concat([cells[:, :-1, :-1], cells[:, 1:, :-1], cells[:, :-1, 1:], cells[:, 1:, 1:]], axis=-1)
+    blocks = blocks / (tf.norm(blocks, axis=-1, keepdims=True) + 1e-6)
+    # The square root damps the few strong edges, which otherwise dominate every distance.
+    return unit_rows(tf.sqrt(tf.reshape(blocks, (-1, HISTOGRAM_LENGTH))))
