@@ -42,6 +42,14 @@ class Config:
     validation_fraction: float = option(0.1, "share of images held out for validation, the same in every script")
     seed: int = option(42, "fixes the validation split, sampling and initialisation, so runs repeat")
 
+    # Tuning (tune.py): a grid searched by retrieval quality on the validation split, never by reconstruction loss.
+    tune_latent_dims: tuple = option((96, 192, 384), "feature lengths tried")
+    tune_first_filters: tuple = option((16, 32), "filters of the first convolution tried; the second has twice as many")
+    tune_learning_rates: tuple = option((3e-4, 1e-3, 3e-3), "initial learning rates tried")
+    tune_l1_activities: tuple = option((0.0, 1e-4, 1e-3), "L1 penalties on the features tried")
+    tune_trials: int = option(6, "grid points trained, drawn at random with --seed; each trains from scratch")
+    tune_epochs: int = option(5, "epochs per trial: enough to rank settings, far cheaper than a full run")
+
     # Indexing and search.
     encode_batch_size: int = option(256, "images per encoder call; large batches amortise call overhead")
     approximate: str = option("auto", "faiss IVF index beside the pickle: auto builds it above --approximate-above images and search uses it when present", choices=("auto", "always", "never"))

@@ -10,7 +10,7 @@ import config
 from imsearch import InputError
 
 # Fields that must be positive, and those that may also be zero, checked for every script.
-POSITIVE_FIELDS = ("latent_dim", "learning_rate", "batch_size", "epochs", "encode_batch_size", "top_k")
+POSITIVE_FIELDS = ("latent_dim", "learning_rate", "batch_size", "epochs", "encode_batch_size", "top_k", "tune_trials", "tune_epochs")
 NON_NEGATIVE_FIELDS = ("l2_weight_decay", "l1_activity", "early_stopping_patience", "sample", "denoise_std", "shift_pixels")
 
 
@@ -57,8 +57,7 @@ def parse_config(parser, argv):
     namespace = parser.parse_args(argv)
     field_names = {field.name for field in dataclasses.fields(config.Config)}
     values = {name: value for name, value in vars(namespace).items() if name in field_names}
-    if "filters" in values:
-        values["filters"] = tuple(values["filters"])
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
     settings = dataclasses.replace(config.DEFAULTS, **values)
     problem = find_invalid_value(settings)
     if problem:
@@ -78,8 +77,11 @@ def find_invalid_value(settings):
         return f"--image-size must be 0 (infer) or between 8 and 1024, got {settings.image_size}"
     if not 0 < settings.validation_fraction < 1:
         return f"--validation-fraction must be between 0 and 1, got {settings.validation_fraction}"
-    if any(count <= 0 for count in settings.filters):
-        return f"--filters must all be positive, got {' '.join(map(str, settings.filters))}"
+    for name in ("filters", "tune_latent_dims", "tune_first_filters", "tune_learning_rates"):
+        if any(value <= 0 for value in getattr(settings, name)):
+            return f"{flag_name(name)} must all be positive, got {' '.join(map(str, getattr(settings, name)))}"
+    if any(value < 0 for value in settings.tune_l1_activities):
+        return f"--tune-l1-activities must all be zero or more, got {' '.join(map(str, settings.tune_l1_activities))}"
     return None
 
 

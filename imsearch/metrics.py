@@ -107,3 +107,23 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
             ranking.postprocess_features(query_pixels, pixel_metric), query_labels,
             ranking.postprocess_features(database_pixels, pixel_metric), database_labels, exclude)
     return results | {"queries": len(query_paths), "database": len(database_paths)}
+
+
+def validation_retrieval(model_path, settings):
+    """Retrieval metrics of a trained model with its validation split as queries and its training split as database.
+
+    Features are made as index_dataset.py makes them (with settings.histograms) and ranked by cosine similarity,
+    without diffusion, whose graph would cost more than the trial.
+    """
+    relative_paths, labels = data.list_images(settings.dataset_dir)
+    if labels is None:
+        raise InputError(f"{settings.dataset_dir}: tuning scores retrieval by class, so it needs class subfolders")
+    train_rows, validation_rows = data.split_indices(len(relative_paths), settings.validation_fraction, settings.seed)
+    encoder = model.encoder_of(model.load_autoencoder(model_path))
+    sides = []
+    for rows in (validation_rows, train_rows):
+        paths = [os.path.join(settings.dataset_dir, relative_paths[row]) for row in rows]
+        features, readable = encoding.encode_paths(encoder, paths, settings.encode_batch_size, histograms=settings.histograms)
+        sides.append((ranking.postprocess_features(features, "cosine"), [labels[row] for row, ok in zip(rows, readable) if ok]))
+    (query_features, query_labels), (database_features, database_labels) = sides
+    return retrieval_metrics(query_features, query_labels, database_features, database_labels)

@@ -1,6 +1,7 @@
 """Ranking an index against queries: exact vectorised distances, or the faiss approximate index."""
 
 import os
+import sys
 
 import numpy as np
 
@@ -20,6 +21,10 @@ DIFFUSION_ALPHA = 0.99
 DIFFUSION_STEPS = 20
 # Similarities are raised to this power so that weak links count for little.
 DIFFUSION_POWER = 3
+# Rows this similar to a query are copies of it: they rank first, whatever the diffusion says.
+DUPLICATE_SIMILARITY = 1 - 1e-5
+# The graph is built from blocks of this many similarities (128 MB of float32), whatever the index size.
+GRAPH_BLOCK_ELEMENTS = 2**25
 
 
 def postprocess_features(features, metric):
@@ -95,6 +100,9 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
         rows, distances = search_approximate(approximate, features, top_k + 1)
         return (readable_paths, *drop_excluded(rows, distances, exclude, top_k))
     operator = diffusion_operator_of(feature_index) if diffusion and metric == "cosine" else None
+    if diffusion and metric == "cosine" and operator is None:
+        print("note: the index has no neighbour graph (shards, --no-diffusion or a large index); ranking by cosine alone",
+              file=sys.stderr)
     if operator is not None:
         unit_database = postprocess_features(feature_index["features"], metric)
         return (readable_paths, *rank_by_diffusion(postprocess_features(features, metric), unit_database, operator, top_k, exclude))
@@ -142,8 +150,9 @@ def neighbour_graph(unit_features, neighbours=GRAPH_NEIGHBOURS):
     neighbours = max(0, min(neighbours, count - 1))
     rows = np.zeros((count, neighbours), dtype=np.int32)
     similarities = np.zeros((count, neighbours), dtype=np.float32)
-    for start in range(0, count if neighbours else 0, QUERY_BLOCK * 4):
-        block = unit_features[start : start + QUERY_BLOCK * 4] @ unit_features.T
+    block_rows = max(1, GRAPH_BLOCK_ELEMENTS // max(count, 1))
+    for start in range(0, count if neighbours else 0, block_rows):
+        block = unit_features[start : start + block_rows] @ unit_features.T
         block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf  # Not its own neighbour.
         nearest = np.argpartition(-block, neighbours - 1, axis=1)[:, :neighbours]
         nearest_similarities = np.take_along_axis(block, nearest, axis=1)
@@ -178,7 +187,7 @@ def diffuse(operator, similarities):
 
     Each query seeds its DIFFUSION_SEEDS most similar rows; the scores solve (I - alpha S) f = seeds by
     conjugate gradients, so rows well connected to the seeds through the graph rank high. The cosine
-    similarity breaks ties among rows the diffusion does not reach.
+    similarity breaks ties among rows the diffusion does not reach, and copies of the query rank first.
     """
     seeds = min(DIFFUSION_SEEDS, similarities.shape[1])
     nearest = np.argpartition(-similarities, seeds - 1, axis=1)[:, :seeds]
@@ -195,7 +204,8 @@ def diffuse(operator, similarities):
         new_norms = np.einsum("ij,ij->j", residual, residual)
         direction = residual + (new_norms / np.maximum(residual_norms, 1e-20)) * direction
         residual_norms = new_norms
-    return scores.T + 1e-6 * similarities
+    scores = scores.T + 1e-6 * similarities
+    return np.where(similarities >= DUPLICATE_SIMILARITY, scores + 1e6, scores)
 
 
 def rank_by_diffusion(query_features, database_features, operator, top_k, exclude):

@@ -11,6 +11,7 @@ import evaluate
 import index_dataset
 import search
 import train
+import tune
 from imsearch import descriptors
 
 
@@ -97,3 +98,17 @@ def test_evaluate_with_queries_scores_features_and_pixel_baselines(gray_model, g
         assert all(0 <= value <= 1 for value in scores[method].values())
     assert scores["pixels_euclidean"]["map"] > 1 / 3  # Shapes are easier than chance even for raw pixels.
     assert cv2.imread(str(gray_model / "feature_map.png")) is not None
+
+
+def test_tune_scores_trials_by_validation_retrieval(gray_dataset, tmp_path, capsys):
+    tune.main(["--dataset", str(gray_dataset / "train"), "--output", str(tmp_path), "--tune-trials", "2",
+               "--tune-epochs", "1", "--batch-size", "16", "--tune-latent-dims", "8", "16", "--tune-first-filters", "4",
+               "--tune-learning-rates", "0.001", "--tune-l1-activities", "0"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split("\t") == list(tune.COLUMNS) and len(lines) == 3
+    rows = [dict(zip(tune.COLUMNS, line.split("\t"))) for line in lines[1:]]
+    assert sorted(row["latent_dim"] for row in rows) == ["16", "8"]
+    assert all(0 < float(row["map"]) <= 1 and 0 <= float(row["precision_at_10"]) <= 1 for row in rows)
+    saved = json.loads((tmp_path / "tune" / "best.json").read_text())
+    assert saved["best"]["map"] == max(trial["map"] for trial in saved["trials"])
+    assert os.path.isfile(saved["best"]["model_path"])

@@ -146,3 +146,18 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("search.py: error: ")
+
+
+def test_tune_needs_labelled_folder(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    import tune
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for number in range(12):
+        cv2.imwrite(str(folder / f"{number}.png"), np.full((16, 16), number * 20, np.uint8))
+    line = fails_with(tune, ["--dataset", str(folder), "--output", str(tmp_path / "out"), "--tune-trials", "1",
+                             "--tune-epochs", "1", "--tune-latent-dims", "8", "--tune-first-filters", "4"], capsys)
+    assert "needs class subfolders" in line

@@ -126,3 +126,11 @@ def test_diffusion_leaves_the_excluded_row_out():
 
 def test_diffusion_operator_is_none_without_a_graph():
     assert ranking.diffusion_operator_of({"neighbours": None, "neighbour_similarities": None}) is None
+
+
+def test_diffusion_ranks_copies_of_the_query_first():
+    database = two_chains()
+    index = dict(zip(("neighbours", "neighbour_similarities"), ranking.neighbour_graph(database, neighbours=3)))
+    # The chain's end point is poorly connected, so diffusion alone would rank its neighbours above it.
+    rows, distances = ranking.rank_by_diffusion(database[[19]], database, ranking.diffusion_operator_of(index), 3, np.array([-1]))
+    assert rows[0][0] == 19 and distances[0][0] < 1e-6
