@@ -4,7 +4,9 @@ import os
 
 from imsearch import cli, datasets
 
-SOURCES = ("fashion-mnist", "mnist", "cifar10", "cifar100")
+SOURCES = ("fashion-mnist", "digits", "mnist", "cifar10", "cifar100")
+# Datasets that come with an installed package, so they need no --source.
+BUNDLED = ("fashion-mnist", "digits")
 
 
 @cli.reports_errors
@@ -16,7 +18,7 @@ def main(argv=None):
     parser.add_argument("--source", default=None,
                         help=f"folder of the downloaded files (default for fashion-mnist: {datasets.DEBIAN_FASHION_MNIST_DIR})")
     settings, arguments = cli.parse_config(parser, argv)
-    if arguments.name != "fashion-mnist" and not arguments.source:
+    if arguments.name not in BUNDLED and not arguments.source:
         parser.error(f"{arguments.name} needs --source DIR, the folder holding its downloaded files")
     target_dir = os.path.join(settings.dataset_root_dir, arguments.name)
     if os.path.exists(target_dir):
@@ -24,6 +26,8 @@ def main(argv=None):
         return
     if arguments.name == "fashion-mnist":
         splits, class_names = datasets.load_fashion_mnist(arguments.source or datasets.DEBIAN_FASHION_MNIST_DIR), datasets.FASHION_MNIST_CLASSES
+    elif arguments.name == "digits":
+        splits, class_names = datasets.load_digits(), datasets.DIGIT_CLASSES
     elif arguments.name == "mnist":
         splits, class_names = datasets.load_idx_splits(arguments.source), datasets.DIGIT_CLASSES
     else:

@@ -74,6 +74,19 @@ def load_fashion_mnist(source_dir=DEBIAN_FASHION_MNIST_DIR):
     return {"train": (train_images, train_labels), "test": (test_images, test_labels)}
 
 
+def load_digits(test_fraction=0.2, seed=0, size=32):
+    """scikit-learn's 1,797 handwritten digits (8x8, 17 gray levels) as uint8 images scaled to size, split at random."""
+    from sklearn import datasets as sklearn_datasets
+
+    digits = sklearn_datasets.load_digits()
+    images = np.stack([cv2.resize((image * (255 / 16)).astype(np.uint8), (size, size), interpolation=cv2.INTER_LINEAR)
+                       for image in digits.images])
+    order = np.random.default_rng(seed).permutation(len(images))
+    test_count = int(round(len(images) * test_fraction))
+    test_rows, train_rows = order[:test_count], order[test_count:]
+    return {"train": (images[train_rows], digits.target[train_rows]), "test": (images[test_rows], digits.target[test_rows])}
+
+
 def load_cifar_splits(source_dir, fine=True):
     """{split: (images, labels)} and class names from CIFAR-10 or CIFAR-100 python batches."""
     def batch(name):

@@ -82,3 +82,13 @@ def test_real_fashion_mnist_subset_end_to_end(tmp_path, capsys):
     # Even a two-epoch model on 600 images should rank same-class images first more often than chance (10%).
     same_class = [line.split("\t")[0].split("/")[-2] == line.split("\t")[3].split("/")[-2] for line in lines]
     assert sum(same_class) / len(same_class) > 0.2
+
+
+def test_prepare_digits_writes_the_bundled_scikit_learn_digits(tmp_path):
+    prepare_dataset.main(["digits", "--dataset-root", str(tmp_path)])
+    train_dir, test_dir = tmp_path / "digits" / "train", tmp_path / "digits" / "test"
+    assert sorted(os.listdir(train_dir)) == [str(digit) for digit in range(10)]
+    counts = [len(os.listdir(split / str(digit))) for split in (train_dir, test_dir) for digit in range(10)]
+    assert sum(counts) == 1797 and sum(counts[10:]) == 359
+    image = cv2.imread(str(train_dir / "0" / sorted(os.listdir(train_dir / "0"))[0]), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (32, 32) and image.max() > 200  # Gray, scaled up, ink at full strength.
