@@ -5,7 +5,7 @@ import os
 from imsearch import cli, index, model, safeio
 
 FIELDS = ("dataset_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "approximate",
-          "approximate_above", "histograms", "diffusion")
+          "approximate_above", "histograms", "diffusion", "metric")
 
 
 @cli.reports_errors
@@ -25,7 +25,7 @@ def main(argv=None):
     # The graph costs O(N^2) to build: only for collections searched exactly, and only for whole folders.
     if settings.diffusion and shard is None and len(feature_index["paths"]) < settings.approximate_above:
         index.add_neighbour_graph(feature_index)
-    index.save_index(feature_index, settings.index_path, settings.approximate, settings.approximate_above)
+    index.save_index(feature_index, settings.index_path, settings.approximate, settings.approximate_above, settings.metric)
     count, length = feature_index["features"].shape
     approximate = " with an approximate index beside it" if feature_index["approximate_sha256"] else ""
     cli.log(f"indexed {count} images ({length} features each) to {settings.index_path}{approximate}")

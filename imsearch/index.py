@@ -108,8 +108,11 @@ def approximate_path_for(index_path):
     return os.path.splitext(index_path)[0] + ".ivf"
 
 
-def save_index(feature_index, index_path, approximate="never", approximate_above=0):
+def save_index(feature_index, index_path, approximate="never", approximate_above=0, metric="cosine"):
     """Write the index atomically, with a faiss approximate index beside it when asked or large enough.
+
+    The approximate index ranks by metric (for cosine, it holds unit-length features) and only serves
+    searches by that metric.
 
     The approximate index is written first and its SHA-256 recorded in the pickle, so a crash between
     the two leaves a pair that search recognises as mismatched and answers exactly instead.
@@ -119,7 +122,9 @@ def save_index(feature_index, index_path, approximate="never", approximate_above
     if approximate == "always" or (approximate == "auto" and len(feature_index["paths"]) >= approximate_above):
         import faiss
 
-        payload = faiss.serialize_index(ranking.build_approximate(feature_index["features"])).tobytes()
+        unit_features = ranking.postprocess_features(feature_index["features"], metric)
+        payload = faiss.serialize_index(ranking.build_approximate(unit_features)).tobytes()
+        feature_index["approximate_metric"] = metric
         safeio.atomic_write_bytes(approximate_path, payload)
         feature_index["approximate_sha256"] = hashlib.sha256(payload).hexdigest()
     safeio.atomic_pickle(index_path, feature_index)

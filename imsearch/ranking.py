@@ -88,7 +88,7 @@ def rows_of_queries(feature_index, query_paths):
 def search(encoder, feature_index, query_paths, top_k, metric, batch_size, approximate=None, diffusion=False):
     """Rank the index for each readable query: (readable query paths, (Q, k) rows, (Q, k) distances).
 
-    approximate: a faiss index from load_approximate, used for Euclidean ranking; None ranks exactly.
+    approximate: a faiss index from load_approximate, used when built for this metric; None ranks exactly.
     diffusion: re-rank cosine results over the index's neighbour graph when it has one; distances stay cosine.
     """
     features, readable = encoding.encode_paths(
@@ -96,8 +96,10 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     )
     readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
     exclude = rows_of_queries(feature_index, readable_paths)
-    if approximate is not None and metric == "euclidean":
-        rows, distances = search_approximate(approximate, features, top_k + 1)
+    if approximate is not None and metric == feature_index.get("approximate_metric", "euclidean"):
+        rows, distances = search_approximate(approximate, postprocess_features(features, metric), top_k + 1)
+        if metric == "cosine":
+            distances = distances**2 / 2  # Unit vectors: the cosine distance, as exact search reports it.
         return (readable_paths, *drop_excluded(rows, distances, exclude, top_k))
     operator = diffusion_operator_of(feature_index) if diffusion and metric == "cosine" else None
     if diffusion and metric == "cosine" and operator is None:

@@ -68,11 +68,13 @@ def test_approximate_index_is_written_used_and_checked(gray_model, gray_dataset,
     assert (tmp_path / "features.ivf").stat().st_size > 0
     query = gray_dataset / "train" / "disc" / "003.png"  # Indexed itself: must still not be its own hit.
     approximate, _ = run_search(capsys, model_path, [index_path], query, top_k=6)
-    exact, _ = run_search(capsys, model_path, [index_path], query, top_k=6, extra=("--approximate", "never"))
+    # Diffusion needs the whole graph, which approximate search never reads; compare like with like.
+    exact, _ = run_search(capsys, model_path, [index_path], query, top_k=6, extra=("--approximate", "never", "--no-diffusion"))
     assert [line.split("\t")[3] for line in approximate] == [line.split("\t")[3] for line in exact]
+    assert np.allclose([float(line.split("\t")[2]) for line in approximate], [float(line.split("\t")[2]) for line in exact], atol=1e-5)
     assert not any(line.split("\t")[3].endswith("disc/003.png") for line in approximate)
     with open(tmp_path / "features.ivf", "ab") as file:
         file.write(b"tampered")
-    fallback, errors = run_search(capsys, model_path, [index_path], query, top_k=6)
+    fallback, errors = run_search(capsys, model_path, [index_path], query, top_k=6, extra=("--no-diffusion",))
     assert "features.ivf: missing or not the one this index was saved with; searching exactly" in errors
     assert fallback == exact
