@@ -88,6 +88,6 @@ def plot_feature_map(features, labels, path, max_points=5000, seed=0):
     for number, label in enumerate(sorted(set(labels))):
         chosen = labels == label
         axes.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.6, color=colours(number % colours.N), label=label)
-    axes.set_title("Feature space (PCA of encoder features)")
+    axes.set_title("Feature space (PCA of the indexed features)")
     axes.legend(markerscale=4, fontsize=8, loc="best")
     save_figure(figure, path)
