@@ -49,13 +49,14 @@ def main():
 
 def print_ablation(model_path, index_path):
     """Metrics of the default search with its parts taken away, on the same queries and index."""
+    import config
     from imsearch import data, encoding, index, metrics, model, ranking
 
     autoencoder = model.load_autoencoder(model_path)
     feature_index = index.load_index(index_path, autoencoder)
     relative_paths, query_labels = data.list_images(QUERIES_DIR)
     query_features, _ = encoding.encode_paths(model.encoder_of(autoencoder), [os.path.join(QUERIES_DIR, path) for path in relative_paths],
-                                              256, histograms=feature_index["histograms"])
+                                              config.DEFAULTS.encode_batch_size, histograms=feature_index["histograms"])
     database_labels = feature_index["labels"]
     # The encoder's features are the first columns of the index (the histograms follow them).
     length = model.encoder_of(autoencoder).output_shape[-1]

@@ -47,7 +47,7 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
         stop = start + ranking.QUERY_BLOCK
         squared = ranking.squared_distances(query_features[start:stop], database_features, database_norms)
         excluded = exclude[start:stop]
-        squared[np.flatnonzero(excluded >= 0), excluded[excluded >= 0]] = np.inf
+        ranking.mask_excluded(squared, excluded, np.inf)
         if operator is not None:
             # Between unit vectors cos = 1 - d^2 / 2; negated scores sort like distances.
             squared = -ranking.diffuse(operator, 1.0 - squared / 2)

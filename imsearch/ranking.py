@@ -36,6 +36,11 @@ def postprocess_features(features, metric):
     return features
 
 
+def mask_excluded(matrix, excluded, value):
+    """Set matrix[i, excluded[i]] to value for every block row i whose excluded row is >= 0 (in place)."""
+    matrix[np.flatnonzero(excluded >= 0), excluded[excluded >= 0]] = value
+
+
 def squared_norms(features):
     """Row-wise squared L2 norms, (N, D) -> (N,)."""
     return np.einsum("ij,ij->i", features, features)
@@ -64,8 +69,7 @@ def rank(query_features, database_features, top_k, exclude=None, database_norms=
     for start in range(0, len(query_features) if top_k else 0, QUERY_BLOCK):
         block = query_features[start : start + QUERY_BLOCK]
         squared = squared_distances(block, database_features, database_norms)
-        excluded = exclude[start : start + QUERY_BLOCK]
-        squared[np.flatnonzero(excluded >= 0), excluded[excluded >= 0]] = np.inf
+        mask_excluded(squared, exclude[start : start + QUERY_BLOCK], np.inf)
         nearest = np.argpartition(squared, top_k - 1, axis=1)[:, :top_k]
         nearest_squared = np.take_along_axis(squared, nearest, axis=1)
         order = nearest_squared.argsort(axis=1, kind="stable")
@@ -105,12 +109,11 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     if diffusion and metric == "cosine" and operator is None:
         print("note: the index has no neighbour graph (shards, --no-diffusion or a large index); ranking by cosine alone",
               file=sys.stderr)
+    query_features = postprocess_features(features, metric)
+    database_features = postprocess_features(feature_index["features"], metric)
     if operator is not None:
-        unit_database = postprocess_features(feature_index["features"], metric)
-        return (readable_paths, *rank_by_diffusion(postprocess_features(features, metric), unit_database, operator, top_k, exclude))
-    rows, distances = rank(
-        postprocess_features(features, metric), postprocess_features(feature_index["features"], metric), top_k, exclude
-    )
+        return (readable_paths, *rank_by_diffusion(query_features, database_features, operator, top_k, exclude))
+    rows, distances = rank(query_features, database_features, top_k, exclude)
     if metric == "cosine":
         # Between unit vectors |a - b|^2 = 2 (1 - cos), so this reports the cosine distance itself.
         distances = distances**2 / 2
@@ -217,8 +220,7 @@ def rank_by_diffusion(query_features, database_features, operator, top_k, exclud
     all_distances = np.zeros((len(query_features), top_k), dtype=np.float32)
     for start in range(0, len(query_features) if top_k else 0, QUERY_BLOCK):
         similarities = query_features[start : start + QUERY_BLOCK] @ database_features.T
-        excluded = exclude[start : start + QUERY_BLOCK]
-        similarities[np.flatnonzero(excluded >= 0), excluded[excluded >= 0]] = -np.inf
+        mask_excluded(similarities, exclude[start : start + QUERY_BLOCK], -np.inf)
         scores = diffuse(operator, similarities)
         nearest = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
         order = np.argsort(-np.take_along_axis(scores, nearest, axis=1), axis=1, kind="stable")
