@@ -118,6 +118,7 @@ def save_index(feature_index, index_path, approximate="never", approximate_above
     the two leaves a pair that search recognises as mismatched and answers exactly instead.
     """
     approximate_path = approximate_path_for(index_path)
+    add_prefix_bound(feature_index, metric)
     feature_index["approximate_sha256"] = None
     if approximate == "always" or (approximate == "auto" and len(feature_index["paths"]) >= approximate_above):
         import faiss
@@ -130,6 +131,13 @@ def save_index(feature_index, index_path, approximate="never", approximate_above
     safeio.atomic_pickle(index_path, feature_index)
     if feature_index["approximate_sha256"] is None and os.path.exists(approximate_path):
         os.remove(approximate_path)
+
+
+def add_prefix_bound(feature_index, metric):
+    """Store the lower bound that makes exact search by metric read a short prefix of most rows (see ranking)."""
+    prefix = ranking.build_prefix_bound(feature_index["features"], metric)
+    feature_index["prefix_metric"] = None if prefix is None else metric
+    feature_index["prefix_basis"], feature_index["prefix_bounds"] = (None, None) if prefix is None else prefix
 
 
 def load_approximate(index_path, feature_index):
@@ -166,6 +174,7 @@ def merge_indexes(indexes, index_paths):
         "paths": [paths[i] for i in order], "labels": None if labels is None else [labels[i] for i in order],
         "stamps": [stamps[i] for i in order], "features": np.concatenate([shard["features"] for shard in indexes])[order],
         "shard": None, "approximate_sha256": None, "neighbours": None, "neighbour_similarities": None,
+        "prefix_metric": None, "prefix_basis": None, "prefix_bounds": None,
     }
 
 
@@ -189,6 +198,8 @@ def load_index(index_path, autoencoder=None, model_sha256=None):
         found = (index["image_size"], index["channels"], features.shape[1])
         if found != expected:
             raise InputError(f"{index_path}: image size, channels, feature length {found} do not match the model's {expected}; rebuild it")
+    if not is_well_formed_prefix(index):
+        raise InputError(f"{index_path}: its exact-search bound does not match its features; rebuild it with index_dataset.py")
     index["features"] = features.astype(np.float32, copy=False)
     return index
 
@@ -226,4 +237,18 @@ def is_well_formed_graph(index):
         and neighbours.ndim == 2 and neighbours.shape == similarities.shape and neighbours.shape[0] == len(index["paths"])
         and neighbours.dtype.kind == "i" and similarities.dtype.kind == "f"
         and (neighbours.size == 0 or (neighbours.min() >= 0 and neighbours.max() < len(index["paths"])))
+    )
+
+
+def is_well_formed_prefix(index):
+    """Whether the prefix bound is absent (older indexes lack it), or a finite (D, p) basis and (p + 2, N) bounds."""
+    metric, basis, bounds = index.get("prefix_metric"), index.get("prefix_basis"), index.get("prefix_bounds")
+    if metric is None and basis is None and bounds is None:
+        return True
+    return (
+        isinstance(metric, str) and metric in ("euclidean", "cosine")
+        and isinstance(basis, np.ndarray) and isinstance(bounds, np.ndarray)
+        and basis.dtype == np.float32 and bounds.dtype == np.float32 and basis.ndim == 2 and bounds.ndim == 2
+        and basis.shape[0] == index["features"].shape[1] and bounds.shape == (basis.shape[1] + 2, len(index["paths"]))
+        and bool(np.isfinite(basis).all()) and bool(np.isfinite(bounds).all())
     )

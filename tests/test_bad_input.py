@@ -138,6 +138,8 @@ def test_keras_file_that_is_a_zip_of_junk(tmp_path, capsys):
     (lambda saved: [saved], "not an index of this suite"),
     (lambda saved: {key: value for key, value in saved.items() if key != "paths"}, "not an index of this suite"),
     (lambda saved: saved | {"features": saved["features"][:3]}, "features do not match its paths"),
+    (lambda saved: saved | {"prefix_bounds": saved["prefix_bounds"][:, :3]}, "exact-search bound does not match its features"),
+    (lambda saved: saved | {"prefix_metric": np.array(["cosine"])}, "exact-search bound does not match its features"),
 ])
 def test_malformed_index(change, message, gray_model, gray_index, tmp_path, capsys):
     with open(gray_index, "rb") as file:

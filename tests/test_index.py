@@ -35,6 +35,33 @@ def test_rank_excludes_the_query_itself():
     assert 1 not in rows[0] and rows[1][0] == 3 and distances[1][0] == 0
 
 
+def structured_features(count, length, noise, seed):
+    """Rows near a 12-dimensional subspace, like encoder features, plus isotropic noise of the given scale."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(count, 12)) @ rng.normal(size=(12, length))
+    return (latent + noise * rng.normal(size=(count, length))).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric, noise, top_k", [("euclidean", 0.05, 10), ("cosine", 0.05, 25), ("euclidean", 3.0, 10)])
+def test_pruned_ranking_is_exact(metric, noise, top_k):
+    # Noise of 3.0 swamps the subspace, so the bound rules out little and the single-product path runs.
+    features = ranking.postprocess_features(structured_features(3000, 100, noise, seed=1), metric)
+    prefix = ranking.build_prefix_bound(features, metric)
+    queries = ranking.postprocess_features(structured_features(12, 100, noise, seed=2), metric)
+    queries[3] = features[40]  # A query that is also in the database, left out below.
+    exclude = np.full(len(queries), -1)
+    exclude[3] = 40
+    expected_rows, expected_distances = ranking.rank(queries, features, top_k, exclude)
+    rows, distances = ranking.rank(queries, features, top_k, exclude, prefix=prefix)
+    assert prefix[0].shape == (100, ranking.PREFIX_LENGTH) and prefix[1].shape == (ranking.PREFIX_LENGTH + 2, 3000)
+    assert np.array_equal(rows, expected_rows) and 40 not in rows[3]
+    assert np.allclose(distances, expected_distances, atol=1e-4)
+
+
+def test_prefix_bound_is_skipped_for_short_rows():
+    assert ranking.build_prefix_bound(np.ones((50, ranking.PREFIX_LENGTH), np.float32), "euclidean") is None
+
+
 def test_cosine_postprocessing_normalises_rows():
     features = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
     normalised = ranking.postprocess_features(features, "cosine")

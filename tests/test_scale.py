@@ -1,6 +1,7 @@
 """Incremental updates, shard indexes searched as one, and the approximate index."""
 
 import os
+import pickle
 import shutil
 import time
 
@@ -78,3 +79,17 @@ def test_approximate_index_is_written_used_and_checked(gray_model, gray_dataset,
     fallback, errors = run_search(capsys, model_path, [index_path], query, top_k=6, extra=("--no-diffusion",))
     assert "features.ivf: missing or not the one this index was saved with; searching exactly" in errors
     assert fallback == exact
+
+
+def test_search_through_the_stored_bound_matches_a_full_scan(gray_model, gray_dataset, gray_index, tmp_path, capsys):
+    model_path = gray_model / "autoencoder.keras"
+    saved = index.load_index(str(gray_index))
+    assert saved["prefix_metric"] == "cosine" and saved["prefix_bounds"].shape[1] == len(saved["paths"])
+    without_bound = tmp_path / "without-bound.pkl"
+    with open(without_bound, "wb") as file:
+        pickle.dump(saved | {"prefix_metric": None, "prefix_basis": None, "prefix_bounds": None}, file)
+    for query in (gray_dataset / "test" / "cross" / "002.png", gray_dataset / "train" / "disc" / "003.png"):
+        # Three hits from 48 rows is few enough for search to prune query by query with the stored bound.
+        pruned, _ = run_search(capsys, model_path, [gray_index], query, top_k=3, extra=("--no-diffusion",))
+        scanned, _ = run_search(capsys, model_path, [without_bound], query, top_k=3, extra=("--no-diffusion",))
+        assert len(pruned) == 3 and pruned == scanned
