@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import os
+import stat
 import sys
 
 import cv2
@@ -48,15 +49,10 @@ def labels_of(relative_paths):
 
 def read_image(path, image_size, channels):
     """Read an image as uint8 (image_size, image_size, channels), RGB or gray, aspect kept and centre-cropped."""
-    if not os.path.isfile(path):
-        # Also keeps a FIFO or device named .png from blocking the reader forever.
+    encoded = read_regular_file(path)
+    if encoded is None:
         raise UnreadableImage(f"{path}: not a regular file (missing, a broken link, or a device)")
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    try:
-        image = cv2.imread(path, flag)
-    except (UnicodeEncodeError, cv2.error):
-        # Names that are not valid UTF-8 reach OpenCV only as bytes already read.
-        image = decode_file(path, flag)
+    image = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR) if encoded.size else None
     if image is None or image.size == 0:
         raise UnreadableImage(f"{path}: not a readable image")
     if channels == 3:
@@ -66,13 +62,29 @@ def read_image(path, image_size, channels):
     return image.reshape(image_size, image_size, channels)
 
 
-def decode_file(path, flag):
-    """Decode a file's bytes with OpenCV; None when it cannot be read or decoded."""
+def read_regular_file(path):
+    """A regular file's bytes as a uint8 array, or None for anything else (missing, a folder, a FIFO, a device).
+
+    One open serves both the check and the read, so a file is resolved once, and O_NONBLOCK keeps a FIFO
+    named like an image from blocking the reader forever.
+    """
     try:
-        encoded = np.fromfile(path, dtype=np.uint8)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name.
+        return None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        chunks = []
+        # Read to the end, not just st_size bytes: reads may come back short, and the file may have grown.
+        while chunk := os.read(descriptor, max(status.st_size + 1, 1 << 16)):
+            chunks.append(chunk)
+        return np.frombuffer(b"".join(chunks), dtype=np.uint8)
     except OSError:
         return None
-    return cv2.imdecode(encoded, flag) if encoded.size else None
+    finally:
+        os.close(descriptor)
 
 
 def resize_and_crop(image, image_size):
@@ -119,11 +131,12 @@ def infer_image_shape(paths, sample_count=200):
 
 def read_unchanged(path):
     """An image as stored (bit depth, channels), or None when it is not a readable image file."""
-    return decode_file(path, cv2.IMREAD_UNCHANGED) if os.path.isfile(path) else None
+    encoded = read_regular_file(path)
+    return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded is not None and encoded.size else None
 
 
 def read_batch(paths, image_size, channels, executor):
-    """Read paths in parallel: float32 batch in [0, 1] of the readable ones, and a mask of which those are."""
+    """Read paths in parallel: a uint8 batch of the readable ones, and a mask of which those are."""
     def read_chunk(chunk):
         images = []
         for path in chunk:
@@ -138,10 +151,9 @@ def read_batch(paths, image_size, channels, executor):
     chunks = [paths[start : start + chunk_size] for start in range(0, len(paths), chunk_size)]
     images = [image for chunk in executor.map(read_chunk, chunks) for image in chunk]
     valid = np.array([image is not None for image in images], dtype=bool)
-    batch = np.zeros((int(valid.sum()), image_size, image_size, channels), np.float32)
+    batch = np.zeros((int(valid.sum()), image_size, image_size, channels), np.uint8)
     for row, image in enumerate(image for image in images if image is not None):
         batch[row] = image
-    batch *= 1 / 255.0
     return batch, valid
 
 

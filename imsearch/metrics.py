@@ -13,7 +13,8 @@ def reconstruction_error(autoencoder, paths, batch_size):
     image_size, channels = model.image_shape_of(autoencoder)
     reconstruct = tf.function(lambda images: autoencoder(images, training=False), reduce_retracing=True)
     total, count = 0.0, 0
-    for _, batch, _ in data.iterate_batches(paths, image_size, channels, batch_size):
+    for _, pixels, _ in data.iterate_batches(paths, image_size, channels, batch_size):
+        batch = pixels.astype(np.float32) / 255.0
         if len(batch):
             reconstructions = reconstruct(tf.constant(batch)).numpy()
             total += float(np.square(reconstructions - batch, dtype=np.float64).mean(axis=(1, 2, 3)).sum())

@@ -84,7 +84,7 @@ def test_iterate_batches_marks_unreadable_files(tmp_path):
     batches = list(data.iterate_batches(paths, 4, 1, batch_size=2))
     assert [start for start, _, _ in batches] == [0, 2]
     assert batches[0][2].tolist() == [True, False] and batches[0][1].shape == (1, 4, 4, 1)
-    assert batches[0][1].dtype == np.float32 and batches[0][1].max() == 1.0
+    assert batches[0][1].dtype == np.uint8 and batches[0][1].max() == 255
 
 
 def test_training_dataset_streams_batches_of_pairs(tmp_path):
