@@ -3,6 +3,7 @@
 import argparse
 import os
 import shutil
+import statistics
 import tempfile
 import time
 
@@ -25,25 +26,17 @@ def link_folder(paths, folder):
     return folder
 
 
-def index_seconds(folder, model_path, flags):
-    """Wall time of index_dataset.main on folder, after one warm-up run that fills the file cache."""
-    # The diffusion graph is a separate O(N^2) stage after encoding; this measures the encoding pipeline.
-    argv = ["--dataset", folder, "--model", model_path, "--index", os.path.join(folder, "features.pkl"), "--no-diffusion", *flags]
-    index_dataset.main(argv)
+def timed(function):
+    """Wall time of one call."""
     start = time.perf_counter()
-    index_dataset.main(argv)
+    function()
     return time.perf_counter() - start
-
-
-def in_memory_seconds(function, images, batch_size):
-    """Median wall time of function over images already in memory, batch by batch, after one traced call."""
-    function(images[:batch_size])
-    return common.median_seconds(lambda: [function(images[start : start + batch_size]) for start in range(0, len(images), batch_size)], 3)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; each times every variant once, side by side")
     parser.add_argument("--model", default=config.DEFAULTS.model_path, help="a trained model (run demo.sh first)")
     arguments = parser.parse_args()
     paths = common.real_image_paths(arguments.images)
@@ -52,22 +45,33 @@ def main():
     pixels = np.stack([data.read_image(path, size, channels) for path in paths])
     in_memory = pixels.astype(np.float32) / 255
     batch_size = config.DEFAULTS.encode_batch_size
-    encoder.predict(in_memory[:batch_size], batch_size=batch_size, verbose=0)  # Trace once before timing.
-    predict_seconds = common.median_seconds(lambda: encoder.predict(in_memory, batch_size=batch_size, verbose=0), 3)
-    with_histograms_seconds = in_memory_seconds(encoding.make_encode_function(encoder, True), pixels, batch_size)
+    encode = encoding.make_encode_function(encoder, True)
+    variants = {
+        "predict": lambda: encoder.predict(in_memory, batch_size=batch_size, verbose=0),
+        "in_memory_with_histograms": lambda: [encode(pixels[start : start + batch_size]) for start in range(0, len(pixels), batch_size)],
+    }
     with tempfile.TemporaryDirectory() as folder:
         link_folder(paths, folder)
-        encoder_only_seconds = index_seconds(folder, arguments.model, ["--no-histograms"])
-        default_seconds = index_seconds(folder, arguments.model, [])
-    count = len(paths)
-    common.report("bare_predict_images_per_s", count / predict_seconds, "img/s (encoder.predict, images already in memory)")
-    common.report("index_dataset_encoder_only_images_per_s", count / encoder_only_seconds,
+        # The diffusion graph is a separate O(N^2) stage after encoding; this measures the encoding pipeline.
+        argv = ["--dataset", folder, "--model", arguments.model, "--index", os.path.join(folder, "features.pkl"), "--no-diffusion"]
+        variants["index_encoder_only"] = lambda: index_dataset.main([*argv, "--no-histograms"])
+        variants["index_default"] = lambda: index_dataset.main(argv)
+        for function in variants.values():
+            function()  # Trace the functions and fill the file cache before timing.
+        times = {name: [] for name in variants}
+        for _ in range(arguments.repeats):
+            for name, function in variants.items():
+                times[name].append(timed(function))
+    seconds = {name: statistics.median(values) for name, values in times.items()}
+    rate = {name: len(paths) / value for name, value in seconds.items()}
+    common.report("bare_predict_images_per_s", rate["predict"], "img/s (encoder.predict, images already in memory)")
+    common.report("index_dataset_encoder_only_images_per_s", rate["index_encoder_only"],
                   "img/s (--no-histograms: reading, decoding, encoding, writing)")
-    common.report("index_over_predict", predict_seconds / encoder_only_seconds, "ratio (target >= 0.67)")
-    common.report("in_memory_with_histograms_images_per_s", count / with_histograms_seconds,
+    common.report("index_over_predict", rate["index_encoder_only"] / rate["predict"], "ratio (target >= 0.67)")
+    common.report("in_memory_with_histograms_images_per_s", rate["in_memory_with_histograms"],
                   "img/s (the encoder plus histograms, images already in memory)")
-    common.report("index_dataset_default_images_per_s", count / default_seconds, "img/s (with histograms, the default)")
-    common.report("index_default_over_in_memory", with_histograms_seconds / default_seconds, "ratio")
+    common.report("index_dataset_default_images_per_s", rate["index_default"], "img/s (with histograms, the default)")
+    common.report("index_default_over_in_memory", rate["index_default"] / rate["in_memory_with_histograms"], "ratio")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     if shard is not None:
         relative_paths = relative_paths[shard[0] :: shard[1]]
         labels = None if labels is None else labels[shard[0] :: shard[1]]
-    paths = [os.path.join(dataset_dir, path) for path in relative_paths]
+    paths = data.full_paths(dataset_dir, relative_paths)
     stamps = [file_stamp(path) for path in paths]
     reusable = reusable_rows(previous, relative_paths, stamps)
     pending = [position for position, row in enumerate(reusable) if row < 0]

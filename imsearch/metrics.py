@@ -87,7 +87,7 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     relative_paths, labels = data.list_images(queries_dir)
     if labels is None:
         raise InputError(f"{queries_dir}: queries need class subfolders (<class>/<image>) to be scored")
-    query_paths = [os.path.join(queries_dir, path) for path in relative_paths]
+    query_paths = data.full_paths(queries_dir, relative_paths)
     query_features, readable = encoding.encode_paths(encoder, query_paths, batch_size, "queries", feature_index["histograms"])
     query_paths = [path for path, ok in zip(query_paths, readable) if ok]
     query_labels = [label for label, ok in zip(labels, readable) if ok]
@@ -98,7 +98,7 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
         ranking.postprocess_features(query_features, metric), query_labels,
         ranking.postprocess_features(feature_index["features"], metric), database_labels, exclude, operator=operator)}
     image_size, channels = feature_index["image_size"], feature_index["channels"]
-    database_paths = [os.path.join(feature_index["dataset_dir"], path) for path in feature_index["paths"]]
+    database_paths = data.full_paths(feature_index["dataset_dir"], feature_index["paths"])
     database_pixels, database_readable = encoding.pixel_features(database_paths, image_size, channels, batch_size)
     if not database_readable.all():
         raise InputError(f"{feature_index['dataset_dir']}: indexed images are gone or changed; rebuild the index")

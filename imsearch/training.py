@@ -26,7 +26,7 @@ def config_path_for(model_path):
 def split_folder(dataset_dir, validation_fraction, seed):
     """Absolute train and validation paths of a folder, split the same way by every script."""
     relative_paths, _ = data.list_images(dataset_dir)
-    paths = [os.path.join(dataset_dir, path) for path in relative_paths]
+    paths = data.full_paths(dataset_dir, relative_paths)
     train_indices, validation_indices = data.split_indices(len(paths), validation_fraction, seed)
     return [paths[i] for i in train_indices], [paths[i] for i in validation_indices]
 
