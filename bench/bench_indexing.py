@@ -4,6 +4,7 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 
@@ -36,7 +37,7 @@ def timed(function):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=20000)
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; each times every variant once, side by side")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; each times every variant once, side by side")
     parser.add_argument("--model", default=config.DEFAULTS.model_path, help="a trained model (run demo.sh first)")
     arguments = parser.parse_args()
     paths = common.real_image_paths(arguments.images)
@@ -62,6 +63,8 @@ def main():
         for _ in range(arguments.repeats):
             for name, function in variants.items():
                 times[name].append(timed(function))
+    for name, values in times.items():
+        print(f"{name}: {', '.join(f'{value:.2f}' for value in values)} s", file=sys.stderr)
     seconds = {name: statistics.median(values) for name, values in times.items()}
     rate = {name: len(paths) / value for name, value in seconds.items()}
     common.report("bare_predict_images_per_s", rate["predict"], "img/s (encoder.predict, images already in memory)")

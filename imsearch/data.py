@@ -53,9 +53,12 @@ def labels_of(relative_paths):
     return labels if any(label is not None for label in labels) else None
 
 
-def read_image(path, image_size, channels):
-    """Read an image as uint8 (image_size, image_size, channels), RGB or gray, aspect kept and centre-cropped."""
-    encoded = read_regular_file(path)
+def read_image(path, image_size, channels, stamp=None):
+    """Read an image as uint8 (image_size, image_size, channels), RGB or gray, aspect kept and centre-cropped.
+
+    stamp: a writable (2,) int64 array that receives the file's (size, mtime in ns), sparing a second stat.
+    """
+    encoded = read_regular_file(path, stamp)
     if encoded is None:
         raise UnreadableImage(f"{path}: not a regular file (missing, a broken link, or a device)")
     image = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR) if encoded.size else None
@@ -68,7 +71,7 @@ def read_image(path, image_size, channels):
     return image.reshape(image_size, image_size, channels)
 
 
-def read_regular_file(path):
+def read_regular_file(path, stamp=None):
     """A regular file's bytes as a uint8 array, or None for anything else (missing, a folder, a FIFO, a device).
 
     One open serves both the check and the read, so a file is resolved once, and O_NONBLOCK keeps a FIFO
@@ -82,6 +85,8 @@ def read_regular_file(path):
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
             return None
+        if stamp is not None:
+            stamp[:] = (status.st_size, status.st_mtime_ns)
         chunks = []
         # Read to the end, not just st_size bytes: reads may come back short, and the file may have grown.
         while chunk := os.read(descriptor, max(status.st_size + 1, 1 << 16)):
@@ -141,21 +146,23 @@ def read_unchanged(path):
     return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded is not None and encoded.size else None
 
 
-def read_batch(paths, image_size, channels, executor):
-    """Read paths in parallel: a uint8 batch of the readable ones, and a mask of which those are."""
-    def read_chunk(chunk):
+def read_batch(paths, image_size, channels, executor, stamps=None):
+    """Read paths in parallel: a uint8 batch of the readable ones, and a mask of which those are.
+
+    stamps: a writable (len(paths), 2) int64 array that receives each readable file's (size, mtime in ns).
+    """
+    def read_chunk(start):
         images = []
-        for path in chunk:
+        for row, path in enumerate(paths[start : start + chunk_size], start):
             try:
-                images.append(read_image(path, image_size, channels))
+                images.append(read_image(path, image_size, channels, None if stamps is None else stamps[row]))
             except UnreadableImage:
                 images.append(None)
         return images
 
     # One contiguous chunk per thread: a future per image costs as much as decoding a small one.
     chunk_size = -(-len(paths) // READ_WORKERS)
-    chunks = [paths[start : start + chunk_size] for start in range(0, len(paths), chunk_size)]
-    images = [image for chunk in executor.map(read_chunk, chunks) for image in chunk]
+    images = [image for chunk in executor.map(read_chunk, range(0, len(paths), chunk_size)) for image in chunk]
     valid = np.array([image is not None for image in images], dtype=bool)
     batch = np.zeros((int(valid.sum()), image_size, image_size, channels), np.uint8)
     for row, image in enumerate(image for image in images if image is not None):
@@ -163,13 +170,17 @@ def read_batch(paths, image_size, channels, executor):
     return batch, valid
 
 
-def iterate_batches(paths, image_size, channels, batch_size):
-    """Yield (start, batch, valid) over paths, reading the next batch while the caller works on this one."""
+def iterate_batches(paths, image_size, channels, batch_size, stamps=None):
+    """Yield (start, batch, valid) over paths, reading the next batch while the caller works on this one.
+
+    stamps: as for read_batch, a (len(paths), 2) array filled in as the files are read.
+    """
     with concurrent.futures.ThreadPoolExecutor(READ_WORKERS) as executor, concurrent.futures.ThreadPoolExecutor(1) as prefetcher:
         starts = range(0, len(paths), batch_size)
         pending = None
         for start in starts:
-            future = prefetcher.submit(read_batch, paths[start : start + batch_size], image_size, channels, executor)
+            batch_stamps = None if stamps is None else stamps[start : start + batch_size]
+            future = prefetcher.submit(read_batch, paths[start : start + batch_size], image_size, channels, executor, batch_stamps)
             if pending is not None:
                 yield pending[0], *pending[1].result()
             pending = (start, future)

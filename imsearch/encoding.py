@@ -1,10 +1,16 @@
 """Features of image files: the encoder's, or raw pixels, computed in batches while the next are read."""
 
+import collections
+import concurrent.futures
+
 import numpy as np
 import tensorflow as tf
 import tqdm
 
 from imsearch import data, descriptors, model
+
+# Feature calls running at once on separate batches.
+TRANSFORMS_IN_FLIGHT = 2
 
 
 def feature_length(encoder, histograms):
@@ -32,11 +38,11 @@ def make_encode_function(encoder, histograms=False):
     return lambda images: encode(tf.constant(images)).numpy()
 
 
-def encode_paths(encoder, paths, batch_size, description="encoding", histograms=False):
-    """Features of the readable images among paths, and which paths those are."""
+def encode_paths(encoder, paths, batch_size, description="encoding", histograms=False, stamps=None):
+    """Features of the readable images among paths, and which paths those are; stamps as for data.read_batch."""
     image_size, channels = model.image_shape_of(encoder)
     shape = (image_size, channels, feature_length(encoder, histograms))
-    return transform_paths(make_encode_function(encoder, histograms), paths, shape, batch_size, description)
+    return transform_paths(make_encode_function(encoder, histograms), paths, shape, batch_size, description, stamps)
 
 
 def pixel_features(paths, image_size, channels, batch_size):
@@ -45,20 +51,32 @@ def pixel_features(paths, image_size, channels, batch_size):
     return transform_paths(flatten, paths, (image_size, channels, image_size * image_size * channels), batch_size, "pixels")
 
 
-def transform_paths(transform, paths, shape, batch_size, description):
+def transform_paths(transform, paths, shape, batch_size, description, stamps=None):
     """Apply transform to batches of images read from paths; reading overlaps the transform.
 
     shape is (image_size, channels, feature_length). Returns (readable count, feature_length) float32
-    features and a boolean mask of readable paths.
+    features and a boolean mask of readable paths. stamps: as for data.read_batch.
     """
     image_size, channels, feature_length = shape
     features = np.zeros((len(paths), feature_length), dtype=np.float32)
     readable = np.zeros(len(paths), dtype=bool)
-    with tqdm.tqdm(total=len(paths), desc=description, unit="img", leave=False, disable=None) as progress:
-        for start, batch, valid in data.iterate_batches(paths, image_size, channels, batch_size):
+    in_flight = collections.deque()
+
+    def collect(rows, future):
+        features[rows] = future.result()
+        readable[rows] = True
+
+    # Two batches in flight keep TensorFlow's threads busy while a reader thread takes a core from them:
+    # one call at a time waits for its slowest shard, which ran 16,100 against 18,100 images/s here.
+    with tqdm.tqdm(total=len(paths), desc=description, unit="img", leave=False, disable=None) as progress, \
+            concurrent.futures.ThreadPoolExecutor(TRANSFORMS_IN_FLIGHT) as executor:
+        for start, batch, valid in data.iterate_batches(paths, image_size, channels, batch_size, stamps):
             rows = np.flatnonzero(valid) + start
             if rows.size:
-                features[rows] = transform(batch)
-                readable[rows] = True
+                in_flight.append((rows, executor.submit(transform, batch)))
+            if len(in_flight) > TRANSFORMS_IN_FLIGHT:
+                collect(*in_flight.popleft())
             progress.update(len(valid))
+        while in_flight:
+            collect(*in_flight.popleft())
     return features[readable], readable

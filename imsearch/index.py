@@ -37,12 +37,16 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         relative_paths = relative_paths[shard[0] :: shard[1]]
         labels = None if labels is None else labels[shard[0] :: shard[1]]
     paths = data.full_paths(dataset_dir, relative_paths)
-    stamps = [file_stamp(path) for path in paths]
-    reusable = reusable_rows(previous, relative_paths, stamps)
+    if previous is None:
+        stamps = np.full((len(paths), 2), -1, dtype=np.int64)  # Filled in by the reads: no second stat per file.
+    else:
+        stamps = np.array([file_stamp(path) for path in paths], dtype=np.int64).reshape(-1, 2)
+    reusable = reusable_rows(previous, relative_paths, stamps.tolist())
     pending = [position for position, row in enumerate(reusable) if row < 0]
     print(f"encoding {len(pending)} images of {dataset_dir} ({len(paths) - len(pending)} unchanged)", file=sys.stderr, flush=True)
     new_features, readable = encoding.encode_paths(
-        encoder, [paths[position] for position in pending], batch_size, histograms=histograms
+        encoder, [paths[position] for position in pending], batch_size, histograms=histograms,
+        stamps=stamps if previous is None else None,  # Without a previous index every path is pending, in order.
     )
     unreadable = [pending[i] for i in np.flatnonzero(~readable)]
     if unreadable:
@@ -60,7 +64,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         "dataset_dir": os.path.abspath(dataset_dir),
         "paths": [relative_paths[i] for i in kept],
         "labels": None if labels is None else [labels[i] for i in kept],
-        "stamps": [list(stamps[i]) for i in kept],
+        "stamps": stamps[kept].tolist(),
         "features": features[kept],
         "model_sha256": model_sha256,
         "image_size": int(model.image_shape_of(encoder)[0]),
@@ -88,7 +92,7 @@ def reusable_rows(previous, relative_paths, stamps):
     rows = []
     for path, stamp in zip(relative_paths, stamps):
         row = previous_rows.get(path, -1)
-        rows.append(row if row >= 0 and tuple(previous["stamps"][row]) == stamp and stamp[0] >= 0 else -1)
+        rows.append(row if row >= 0 and list(previous["stamps"][row]) == stamp and stamp[0] >= 0 else -1)
     return rows
 
 

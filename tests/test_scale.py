@@ -93,3 +93,10 @@ def test_search_through_the_stored_bound_matches_a_full_scan(gray_model, gray_da
         pruned, _ = run_search(capsys, model_path, [gray_index], query, top_k=3, extra=("--no-diffusion",))
         scanned, _ = run_search(capsys, model_path, [without_bound], query, top_k=3, extra=("--no-diffusion",))
         assert len(pruned) == 3 and pruned == scanned
+
+
+def test_fresh_index_records_what_update_compares(gray_index):
+    # A fresh index takes sizes and mtimes from the reads themselves; they must equal what --update stats.
+    saved = index.load_index(str(gray_index))
+    stamps = [list(index.file_stamp(os.path.join(saved["dataset_dir"], path))) for path in saved["paths"]]
+    assert saved["stamps"] == stamps and all(size > 0 for size, _ in stamps)
