@@ -1,4 +1,8 @@
-"""Peak memory (RSS) of index_dataset.py and search.py at 10,000 and 100,000 real images."""
+"""Peak memory (RSS) of index_dataset.py and search.py at 10,000 and 100,000 real images.
+
+Both run with the default features (the encoder's plus gradient histograms) and without the diffusion
+graph, a separate O(N^2) stage that would take minutes at 100,000 images.
+"""
 
 import argparse
 import os
@@ -8,6 +12,7 @@ import tempfile
 
 import common
 import config
+from imsearch import encoding, model
 
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,11 +44,12 @@ def main():
         for count in (10_000, 100_000):
             folder = link_folder(os.path.join(work_dir, str(count)), count)
             index_path = os.path.join(work_dir, f"{count}.pkl")
-            figures[("index", count)] = peak_rss_mib([sys.executable, "index_dataset.py", "--dataset", folder,
+            figures[("index", count)] = peak_rss_mib([sys.executable, "index_dataset.py", "--dataset", folder, "--no-diffusion",
                                                       "--model", arguments.model, "--index", index_path])
-            figures[("search", count)] = peak_rss_mib([sys.executable, "search.py", "--model", arguments.model,
+            figures[("search", count)] = peak_rss_mib([sys.executable, "search.py", "--model", arguments.model, "--no-diffusion",
                                                        "--index", index_path, "--no-images", os.path.join(folder, "0000000.png")])
-    feature_mib = {count: count * 192 * 4 / 2**20 for count in (10_000, 100_000)}
+    encoder = model.encoder_of(model.load_autoencoder(arguments.model))
+    feature_mib = {count: count * encoding.feature_length(encoder, True) * 4 / 2**20 for count in (10_000, 100_000)}
     for (script, count), value in sorted(figures.items()):
         common.report(f"{script}_peak_rss_{count}", value, "MiB")
     for script in ("index", "search"):

@@ -79,4 +79,4 @@ def transform_paths(transform, paths, shape, batch_size, description, stamps=Non
             progress.update(len(valid))
         while in_flight:
             collect(*in_flight.popleft())
-    return features[readable], readable
+    return (features if readable.all() else features[readable]), readable

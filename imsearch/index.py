@@ -54,18 +54,22 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     kept = sorted(set(range(len(paths))) - set(unreadable))
     if not kept:
         raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
-    features = np.zeros((len(paths), encoding.feature_length(encoder, histograms)), np.float32)
-    features[[pending[i] for i in np.flatnonzero(readable)]] = new_features
     reused = [position for position, row in enumerate(reusable) if row >= 0]
     if reused:
+        # Folder order, new features where files were encoded and the previous index's where unchanged.
+        features = np.zeros((len(paths), encoding.feature_length(encoder, histograms)), np.float32)
+        features[[pending[i] for i in np.flatnonzero(readable)]] = new_features
         features[reused] = previous["features"][[reusable[position] for position in reused]]
+        features = features[kept]
+    else:
+        features = new_features  # Every file was encoded in folder order: no copy of the largest array.
     return {
         "format_version": FORMAT_VERSION,
         "dataset_dir": os.path.abspath(dataset_dir),
         "paths": [relative_paths[i] for i in kept],
         "labels": None if labels is None else [labels[i] for i in kept],
         "stamps": stamps[kept].tolist(),
-        "features": features[kept],
+        "features": features,
         "model_sha256": model_sha256,
         "image_size": int(model.image_shape_of(encoder)[0]),
         "channels": int(model.image_shape_of(encoder)[1]),
