@@ -66,8 +66,11 @@ def main():
     for name, values in times.items():
         print(f"{name}: {', '.join(f'{value:.2f}' for value in values)} s", file=sys.stderr)
     seconds = {name: statistics.median(values) for name, values in times.items()}
+    # predict sometimes stalls for seconds in its tf.data pipeline (2.6 s against 5.3 s here): its fastest
+    # round is the encoder's real capacity, and the stricter reference for the suite's median.
+    seconds["predict"] = min(times["predict"])
     rate = {name: len(paths) / value for name, value in seconds.items()}
-    common.report("bare_predict_images_per_s", rate["predict"], "img/s (encoder.predict, images already in memory)")
+    common.report("bare_predict_images_per_s", rate["predict"], "img/s (encoder.predict, images already in memory, fastest round)")
     common.report("index_dataset_encoder_only_images_per_s", rate["index_encoder_only"],
                   "img/s (--no-histograms: reading, decoding, encoding, writing)")
     common.report("index_over_predict", rate["index_encoder_only"] / rate["predict"], "ratio (target >= 0.67)")
