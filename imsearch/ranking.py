@@ -28,12 +28,14 @@ GRAPH_BLOCK_ELEMENTS = 2**25
 
 # Exact search for a few queries reads a short prefix of every row along the features' principal axes (a
 # matrix small enough to stay in cache) and measures whole rows only where that prefix's lower bound can
-# still beat the k-th best: about 200 of 60,000 rows per query on Fashion-MNIST's 192 encoder features.
+# still beat the k-th best: a few hundred of 60,000 rows per query on Fashion-MNIST's 192 encoder features.
 PREFIX_LENGTH = 64
 # The first upper bound on the k-th distance comes from the best-bounded rows of every PREFIX_STRIDE-th row,
 # then is tightened by measuring the PREFIX_PROBES best-bounded candidates.
 PREFIX_STRIDE = 8
 PREFIX_PROBES = 64
+# When more than this share of rows survives the first bound, one product with every row is cheaper.
+PREFIX_GIVE_UP_SHARE = 1 / 8
 # Above this many queries one matrix product over every row beats pruning query by query.
 PRUNED_QUERIES_MAX = 16
 # Rows the principal axes are fitted on, and rows projected at a time; any orthonormal axes keep the bound exact.
@@ -80,7 +82,8 @@ def rank(query_features, database_features, top_k, exclude=None, database_norms=
     """
     exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
     top_k = max(0, min(top_k, len(database_features) - int((exclude >= 0).any())))
-    if prefix is not None and 0 < top_k and len(query_features) <= PRUNED_QUERIES_MAX and len(database_features) > PREFIX_STRIDE * top_k:
+    few_queries = 0 < top_k and len(query_features) <= PRUNED_QUERIES_MAX and len(database_features) > PREFIX_STRIDE * top_k
+    if prefix is not None and few_queries:
         results = [rank_pruned(query, database_features, prefix, top_k, row) for query, row in zip(query_features, exclude)]
         return (np.array([rows for rows, _ in results], dtype=np.int64).reshape(-1, top_k),
                 np.array([distances for _, distances in results], dtype=np.float32).reshape(-1, top_k))
@@ -128,10 +131,11 @@ def build_prefix_bound(features, metric, seed=0):
 def rank_pruned(query, database_features, prefix, top_k, exclude_row=-1):
     """rank() for one query (D,): exact, but whole rows are read only where the prefix bound cannot rule them out.
 
-    With q_p, x_p the coordinates on the basis and r_q, r_x the remainders' lengths, the triangle inequality
-    gives |q - x|^2 >= |q_p - x_p|^2 + (r_q - r_x)^2 = |q|^2 - 2 s(x), s(x) = [x_p, r_x, -|x|^2 / 2] . [q_p, r_q, 1],
-    so a row can be among the k nearest only if s(x) >= (|q|^2 - tau) / 2 for any tau >= the k-th squared distance.
-    Returns (k,) rows and (k,) Euclidean distances, nearest first; top_k must be below the rows available / PREFIX_STRIDE.
+    With q_p, x_p the coordinates on the basis and r_q, r_x the remainders' lengths, Pythagoras and the
+    triangle inequality give |q - x|^2 >= |q_p - x_p|^2 + (r_q - r_x)^2 = |q|^2 - 2 s(x), where
+    s(x) = [x_p, r_x, -|x|^2 / 2] . [q_p, r_q, 1]; so a row can be among the k nearest only if
+    s(x) >= (|q|^2 - tau) / 2 for any tau >= the k-th squared distance.
+    Returns (k,) rows and (k,) Euclidean distances, nearest first; needs top_k < rows / PREFIX_STRIDE.
     """
     basis, bounds = prefix
     coordinates = query @ basis
@@ -149,16 +153,18 @@ def rank_pruned(query, database_features, prefix, top_k, exclude_row=-1):
     # Any k rows bound the k-th distance from above; the best-bounded of a strided sample bound it well.
     sampled = np.argpartition(-scores[::PREFIX_STRIDE], top_k - 1)[:top_k] * PREFIX_STRIDE
     candidates = candidates_within(row_squared_distances(query, database_features[sampled]).max())
-    probes = max(PREFIX_PROBES, top_k)
-    if len(candidates) > len(scores) // PREFIX_STRIDE:
+    if len(candidates) > PREFIX_GIVE_UP_SHARE * len(scores):
         # The bound rules out little on these features: one product with every row beats gathering them.
         candidates = np.arange(len(scores))
         squared = np.maximum(squared_query - 2.0 * (database_features @ query + bounds[-1]), 0.0)
         squared[~np.isfinite(scores)] = np.inf  # The excluded row.
     else:
+        probes = max(PREFIX_PROBES, top_k)
         if len(candidates) > probes:
+            # The k-th nearest of the best-bounded candidates bounds far more tightly than the sample did.
             probed = candidates[np.argpartition(-scores[candidates], probes - 1)[:probes]]
-            candidates = candidates_within(np.partition(row_squared_distances(query, database_features[probed]), top_k - 1)[top_k - 1], candidates)
+            tau = np.partition(row_squared_distances(query, database_features[probed]), top_k - 1)[top_k - 1]
+            candidates = candidates_within(tau, candidates)
         squared = row_squared_distances(query, database_features[candidates])
     nearest = np.argpartition(squared, top_k - 1)[:top_k] if len(squared) > top_k else np.arange(len(squared))
     nearest = nearest[np.argsort(squared[nearest], kind="stable")]
