@@ -53,13 +53,19 @@ def write_pictures(settings, feature_index, query_paths, rows, distances):
 
 
 def load_indexes(index_paths, autoencoder, settings):
-    """The index (shards merged into one) and its approximate index when there is one to use."""
+    """The index (shards merged into one) and its approximate index when there is one to use.
+
+    The features are post-processed for --metric in place, so a large index is never held twice.
+    """
     model_sha256 = safeio.sha256_of_file(settings.model_path)
     indexes = [index.load_index(path, autoencoder, model_sha256) for path in index_paths]
     if len(indexes) > 1:
-        return index.merge_indexes(indexes, index_paths), None
-    approximate = index.load_approximate(index_paths[0], indexes[0]) if settings.approximate != "never" else None
-    return indexes[0], approximate
+        feature_index, approximate = index.merge_indexes(indexes, index_paths), None
+    else:
+        feature_index = indexes[0]
+        approximate = index.load_approximate(index_paths[0], feature_index) if settings.approximate != "never" else None
+    feature_index["features"] = ranking.postprocess_features(feature_index["features"], settings.metric, in_place=True)
+    return feature_index, approximate
 
 
 def report_unreadable(query_paths, found_paths):

@@ -7,6 +7,8 @@ import numpy as np
 
 from imsearch import encoding
 
+# Rows whose length is this close to 1 count as normalised already (float32 rounding of a unit row is ~1e-7).
+UNIT_LENGTH_TOLERANCE = 1e-5
 # Queries are ranked in blocks so the distance matrix stays small (block x database floats).
 QUERY_BLOCK = 256
 # Lists probed per query by the approximate index: recall@10 >= 0.95 at 1M rows in bench/bench_search.py.
@@ -45,13 +47,20 @@ PREFIX_BLOCK_ROWS = 16384
 PREFIX_SLACK = 1e-4
 
 
-def postprocess_features(features, metric):
-    """The one place features are transformed for ranking: L2-normalised for cosine, as-is for Euclidean."""
+def postprocess_features(features, metric, in_place=False):
+    """The one place features are transformed for ranking: L2-normalised for cosine, as-is for Euclidean.
+
+    in_place: normalise the given float32 array itself rather than a copy, for a caller that gives it up.
+    Rows already of unit length (or zero) come back as they are, so post-processing twice copies nothing.
+    """
     features = np.asarray(features, dtype=np.float32)
-    if metric == "cosine":
-        norms = np.linalg.norm(features, axis=1, keepdims=True)
-        return features / np.maximum(norms, 1e-12)
-    return features
+    if metric != "cosine":
+        return features
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    if np.all((np.abs(norms - 1.0) <= UNIT_LENGTH_TOLERANCE) | (norms == 0.0)):
+        return features
+    in_place = in_place and features.flags.writeable  # An array unpickled from bytes may be read-only.
+    return np.divide(features, np.maximum(norms, 1e-12), out=features if in_place else None)
 
 
 def mask_excluded(matrix, excluded, value):

@@ -62,6 +62,17 @@ def test_prefix_bound_is_skipped_for_short_rows():
     assert ranking.build_prefix_bound(np.ones((50, ranking.PREFIX_LENGTH), np.float32), "euclidean") is None
 
 
+def test_cosine_postprocessing_in_place_and_twice_copies_nothing():
+    features = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    normalised = ranking.postprocess_features(features, "cosine", in_place=True)
+    assert normalised is features and np.allclose(features[0], [0.6, 0.8])
+    assert ranking.postprocess_features(normalised, "cosine") is normalised  # Already unit length.
+    read_only = np.array([[3.0, 4.0]], dtype=np.float32)
+    read_only.flags.writeable = False
+    assert np.allclose(ranking.postprocess_features(read_only, "cosine", in_place=True), [[0.6, 0.8]])
+    assert np.array_equal(read_only, [[3.0, 4.0]])
+
+
 def test_cosine_postprocessing_normalises_rows():
     features = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
     normalised = ranking.postprocess_features(features, "cosine")
