@@ -56,7 +56,7 @@ def postprocess_features(features, metric, in_place=False):
     features = np.asarray(features, dtype=np.float32)
     if metric != "cosine":
         return features
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    norms = np.sqrt(squared_norms(features))[:, None]  # Not np.linalg.norm: it squares a copy of every row.
     if np.all((np.abs(norms - 1.0) <= UNIT_LENGTH_TOLERANCE) | (norms == 0.0)):
         return features
     in_place = in_place and features.flags.writeable  # An array unpickled from bytes may be read-only.
