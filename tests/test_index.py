@@ -45,15 +45,15 @@ def structured_features(count, length, noise, seed):
 @pytest.mark.parametrize("metric, noise, top_k", [("euclidean", 0.05, 10), ("cosine", 0.05, 25), ("euclidean", 3.0, 10)])
 def test_pruned_ranking_is_exact(metric, noise, top_k):
     # Noise of 3.0 swamps the subspace, so the bound rules out little and the single-product path runs.
-    features = ranking.postprocess_features(structured_features(3000, 100, noise, seed=1), metric)
+    features = ranking.postprocess_features(structured_features(3000, 300, noise, seed=1), metric)
     prefix = ranking.build_prefix_bound(features, metric)
-    queries = ranking.postprocess_features(structured_features(12, 100, noise, seed=2), metric)
+    queries = ranking.postprocess_features(structured_features(12, 300, noise, seed=2), metric)
     queries[3] = features[40]  # A query that is also in the database, left out below.
     exclude = np.full(len(queries), -1)
     exclude[3] = 40
     expected_rows, expected_distances = ranking.rank(queries, features, top_k, exclude)
     rows, distances = ranking.rank(queries, features, top_k, exclude, prefix=prefix)
-    assert prefix[0].shape == (100, ranking.PREFIX_LENGTH) and prefix[1].shape == (ranking.PREFIX_LENGTH + 2, 3000)
+    assert prefix[0].shape == (300, ranking.PREFIX_LENGTH) and prefix[1].shape == (ranking.PREFIX_LENGTH + 2, 3000)
     assert np.array_equal(rows, expected_rows) and 40 not in rows[3]
     assert np.allclose(distances, expected_distances, atol=1e-4)
 
