@@ -84,8 +84,7 @@ def add_neighbour_graph(feature_index):
     """Store each row's nearest neighbours (by cosine similarity) in the index, for diffusion re-ranking."""
     print(f"linking each of {len(feature_index['paths'])} images to its {ranking.GRAPH_NEIGHBOURS} nearest, for diffusion",
           file=sys.stderr, flush=True)
-    unit_features = ranking.postprocess_features(feature_index["features"], "cosine")
-    feature_index["neighbours"], feature_index["neighbour_similarities"] = ranking.neighbour_graph(unit_features)
+    feature_index["neighbours"], feature_index["neighbour_similarities"] = ranking.neighbour_graph(feature_index["features"])
 
 
 def reusable_rows(previous, relative_paths, stamps):

@@ -265,15 +265,22 @@ def search_approximate(approximate, query_features, top_k):
     return rows.astype(np.int64), np.sqrt(np.maximum(squared, 0.0))
 
 
-def neighbour_graph(unit_features, neighbours=GRAPH_NEIGHBOURS):
-    """Each row's nearest other rows by cosine similarity: (N, K) int32 rows and float32 similarities, best first."""
-    count = len(unit_features)
+def neighbour_graph(features, neighbours=GRAPH_NEIGHBOURS):
+    """Each row's nearest other rows by cosine similarity: (N, K) int32 rows and float32 similarities, best first.
+
+    Each block of rows is normalised and its products scaled by every column's inverse length, so no
+    normalised copy of the whole (N, D) matrix is held beside the features.
+    """
+    features = np.asarray(features, dtype=np.float32)
+    count = len(features)
+    inverse_lengths = 1.0 / np.maximum(np.sqrt(squared_norms(features)), 1e-12)
     neighbours = max(0, min(neighbours, count - 1))
     rows = np.zeros((count, neighbours), dtype=np.int32)
     similarities = np.zeros((count, neighbours), dtype=np.float32)
     block_rows = max(1, GRAPH_BLOCK_ELEMENTS // max(count, 1))
     for start in range(0, count if neighbours else 0, block_rows):
-        block = unit_features[start : start + block_rows] @ unit_features.T
+        block = postprocess_features(features[start : start + block_rows], "cosine") @ features.T
+        block *= inverse_lengths
         block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf  # Not its own neighbour.
         # Partitioning at the top end, not the bottom of a negated copy, halves the selection's time.
         nearest = np.argpartition(block, count - neighbours, axis=1)[:, count - neighbours :]

@@ -122,8 +122,10 @@ def unit(rows):
 
 
 def test_neighbour_graph_matches_brute_force_and_skips_self():
-    features = unit(np.random.default_rng(3).normal(size=(1100, 8)).astype(np.float32))  # More than one block.
-    rows, similarities = ranking.neighbour_graph(features, neighbours=4)
+    features = np.random.default_rng(3).normal(size=(1100, 8)).astype(np.float32)  # More than one block.
+    # Rows of very different lengths: the graph is by direction alone.
+    rows, similarities = ranking.neighbour_graph(features * np.arange(1, 1101, dtype=np.float32)[:, None], neighbours=4)
+    features = ranking.postprocess_features(features, "cosine")
     full = features @ features.T
     np.fill_diagonal(full, -np.inf)
     expected = np.argsort(-full, axis=1)[:, :4]
