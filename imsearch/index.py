@@ -55,6 +55,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     if not kept:
         raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
     reused = [position for position, row in enumerate(reusable) if row >= 0]
+    image_size, channels = model.image_shape_of(encoder)
     if reused:
         # Folder order, new features where files were encoded and the previous index's where unchanged.
         features = np.zeros((len(paths), encoding.feature_length(encoder, histograms)), np.float32)
@@ -71,8 +72,8 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         "stamps": stamps[kept].tolist(),
         "features": features,
         "model_sha256": model_sha256,
-        "image_size": int(model.image_shape_of(encoder)[0]),
-        "channels": int(model.image_shape_of(encoder)[1]),
+        "image_size": int(image_size),
+        "channels": int(channels),
         "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
         "histograms": bool(histograms),
         "neighbours": None,

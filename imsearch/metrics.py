@@ -1,7 +1,5 @@
 """Quality measures: reconstruction error of the autoencoder and retrieval quality of the index."""
 
-import os
-
 import numpy as np
 import tensorflow as tf
 
@@ -123,7 +121,7 @@ def validation_retrieval(model_path, settings):
     encoder = model.encoder_of(model.load_autoencoder(model_path))
     sides = []
     for rows in (validation_rows, train_rows):
-        paths = [os.path.join(settings.dataset_dir, relative_paths[row]) for row in rows]
+        paths = data.full_paths(settings.dataset_dir, [relative_paths[row] for row in rows])
         features, readable = encoding.encode_paths(encoder, paths, settings.encode_batch_size, histograms=settings.histograms)
         sides.append((ranking.postprocess_features(features, "cosine"), [labels[row] for row, ok in zip(rows, readable) if ok]))
     (query_features, query_labels), (database_features, database_labels) = sides
