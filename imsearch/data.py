@@ -86,10 +86,15 @@ def read_regular_file(path, stamp=None):
         if not stat.S_ISREG(status.st_mode):
             return None
         if stamp is not None:
-            stamp[:] = (status.st_size, status.st_mtime_ns)
-        chunks = []
-        # Read to the end, not just st_size bytes: reads may come back short, and the file may have grown.
-        while chunk := os.read(descriptor, max(status.st_size + 1, 1 << 16)):
+            stamp[0], stamp[1] = status.st_size, status.st_mtime_ns
+        # Asking for one byte more than the size: exactly the size back means the file ended there, the
+        # common case, in one read sized to the file (a 64 KB request costs a fifth of a small image's time).
+        content = os.read(descriptor, status.st_size + 1)
+        if len(content) == status.st_size:
+            return np.frombuffer(content, dtype=np.uint8)
+        # Otherwise the read came back short or the file has grown: read on to the end.
+        chunks = [content]
+        while chunk := os.read(descriptor, 1 << 16):
             chunks.append(chunk)
         return np.frombuffer(b"".join(chunks), dtype=np.uint8)
     except OSError:
