@@ -41,7 +41,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         stamps = np.full((len(paths), 2), -1, dtype=np.int64)  # Filled in by the reads: no second stat per file.
     else:
         stamps = np.array([file_stamp(path) for path in paths], dtype=np.int64).reshape(-1, 2)
-    reusable = reusable_rows(previous, relative_paths, stamps.tolist())
+    reusable = reusable_rows(previous, relative_paths, stamps)
     pending = [position for position, row in enumerate(reusable) if row < 0]
     print(f"encoding {len(pending)} images of {dataset_dir} ({len(paths) - len(pending)} unchanged)", file=sys.stderr, flush=True)
     new_features, readable = encoding.encode_paths(
@@ -69,7 +69,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         "dataset_dir": os.path.abspath(dataset_dir),
         "paths": [relative_paths[i] for i in kept],
         "labels": None if labels is None else [labels[i] for i in kept],
-        "stamps": stamps[kept].tolist(),
+        "stamps": stamps if len(kept) == len(paths) else stamps[kept],
         "features": features,
         "model_sha256": model_sha256,
         "image_size": int(image_size),
@@ -89,15 +89,16 @@ def add_neighbour_graph(feature_index):
 
 
 def reusable_rows(previous, relative_paths, stamps):
-    """For each path, the row of previous holding it unchanged (same size and mtime), else -1."""
-    if previous is None:
+    """For each path, the row of previous holding it unchanged (same size and mtime), else -1.
+
+    stamps: (N, 2) sizes and mtimes of relative_paths now, -1 where a file could not be stat'ed.
+    """
+    if previous is None or not previous["paths"]:
         return [-1] * len(relative_paths)
     previous_rows = {path: row for row, path in enumerate(previous["paths"])}
-    rows = []
-    for path, stamp in zip(relative_paths, stamps):
-        row = previous_rows.get(path, -1)
-        rows.append(row if row >= 0 and list(previous["stamps"][row]) == stamp and stamp[0] >= 0 else -1)
-    return rows
+    rows = np.array([previous_rows.get(path, -1) for path in relative_paths], dtype=np.int64)
+    unchanged = (rows >= 0) & (stamps[:, 0] >= 0) & (previous["stamps"][rows] == stamps).all(axis=1)
+    return np.where(unchanged, rows, -1).tolist()
 
 
 def parse_shard(text):
@@ -177,10 +178,10 @@ def merge_indexes(indexes, index_paths):
     order = np.argsort(np.array(paths, dtype=object), kind="stable")
     labelled = all(shard["labels"] is not None for shard in indexes)
     labels = [label for shard in indexes for label in shard["labels"]] if labelled else None
-    stamps = [stamp for shard in indexes for stamp in shard["stamps"]]
+    stamps = np.concatenate([shard["stamps"] for shard in indexes])
     return first | {
         "paths": [paths[i] for i in order], "labels": None if labels is None else [labels[i] for i in order],
-        "stamps": [stamps[i] for i in order], "features": np.concatenate([shard["features"] for shard in indexes])[order],
+        "stamps": stamps[order], "features": np.concatenate([shard["features"] for shard in indexes])[order],
         "shard": None, "approximate_sha256": None, "neighbours": None, "neighbour_similarities": None,
         "prefix_metric": None, "prefix_basis": None, "prefix_bounds": None,
     }
@@ -209,6 +210,7 @@ def load_index(index_path, autoencoder=None, model_sha256=None):
     if not is_well_formed_prefix(index):
         raise InputError(f"{index_path}: its exact-search bound does not match its features; rebuild it with index_dataset.py")
     index["features"] = features.astype(np.float32, copy=False)
+    index["stamps"] = np.asarray(index["stamps"], dtype=np.int64).reshape(len(index["paths"]), 2)
     return index
 
 
@@ -226,13 +228,23 @@ def is_well_formed(index):
         is_current_version(index["format_version"])
         and isinstance(paths, list) and all(isinstance(path, str) for path in paths)
         and (labels is None or (isinstance(labels, list) and len(labels) == len(paths)))
-        and isinstance(index["stamps"], list) and len(index["stamps"]) == len(paths)
+        and is_well_formed_stamps(index["stamps"], len(paths))
         and isinstance(features, np.ndarray) and features.ndim == 2 and features.shape[0] == len(paths)
         and features.dtype.kind == "f"
         and isinstance(index["image_size"], int) and isinstance(index["channels"], int)
         and isinstance(index["model_sha256"], str) and isinstance(index.get("dataset_dir", ""), str)
         and isinstance(index["histograms"], bool) and is_well_formed_graph(index)
     )
+
+
+def is_well_formed_stamps(stamps, count):
+    """Whether stamps are (count, 2) integers: an array, or a list of pairs as older indexes stored them."""
+    if isinstance(stamps, list):
+        return len(stamps) == count and all(
+            isinstance(stamp, (list, tuple)) and len(stamp) == 2 and all(type(value) is int and abs(value) < 2**63 for value in stamp)
+            for stamp in stamps
+        )
+    return isinstance(stamps, np.ndarray) and stamps.shape == (count, 2) and stamps.dtype.kind == "i"
 
 
 def is_well_formed_graph(index):

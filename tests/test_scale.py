@@ -46,6 +46,21 @@ def test_update_reencodes_only_what_changed(gray_model, gray_dataset, tmp_path, 
     assert hits[0].split("\t")[3].endswith("cross/new.png") and float(hits[0].split("\t")[2]) < 1e-3
 
 
+def test_update_reuses_an_index_with_stamps_stored_as_lists(gray_model, gray_dataset, tmp_path, capsys):
+    # Indexes written before stamps became an (N, 2) array hold a list of [size, mtime] pairs.
+    folder, index_path = tmp_path / "images", tmp_path / "features.pkl"
+    shutil.copytree(gray_dataset / "train", folder)
+    model_path = gray_model / "autoencoder.keras"
+    index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path)])
+    saved = index.load_index(str(index_path))
+    with open(index_path, "wb") as file:
+        pickle.dump(saved | {"stamps": saved["stamps"].tolist()}, file)
+    capsys.readouterr()
+    index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), "--update"])
+    assert "encoding 0 images" in capsys.readouterr().err
+    assert np.array_equal(index.load_index(str(index_path))["stamps"], saved["stamps"])
+
+
 def test_shard_indexes_search_as_one(gray_model, gray_dataset, gray_index, tmp_path, capsys):
     model_path = gray_model / "autoencoder.keras"
     shards = [tmp_path / f"shard{number}.pkl" for number in range(3)]
@@ -98,5 +113,5 @@ def test_search_through_the_stored_bound_matches_a_full_scan(gray_model, gray_da
 def test_fresh_index_records_what_update_compares(gray_index):
     # A fresh index takes sizes and mtimes from the reads themselves; they must equal what --update stats.
     saved = index.load_index(str(gray_index))
-    stamps = [list(index.file_stamp(os.path.join(saved["dataset_dir"], path))) for path in saved["paths"]]
-    assert saved["stamps"] == stamps and all(size > 0 for size, _ in stamps)
+    stamps = np.array([index.file_stamp(os.path.join(saved["dataset_dir"], path)) for path in saved["paths"]])
+    assert np.array_equal(saved["stamps"], stamps) and (stamps[:, 0] > 0).all()
