@@ -27,6 +27,9 @@ DIFFUSION_POWER = 3
 DUPLICATE_SIMILARITY = 1 - 1e-5
 # The graph is built from blocks of this many similarities (128 MB of float32), whatever the index size.
 GRAPH_BLOCK_ELEMENTS = 2**25
+# Above this share of a block's pairs offered to later rows, each later row takes its best K of the block
+# directly: a sparse list costs about ten times as much per pair as that selection does per element.
+GRAPH_SPARSE_SHARE = 1 / 16
 
 # Exact search for a few queries reads a short prefix of every row along the features' principal axes (a
 # matrix small enough to stay in cache) and measures whole rows only where that prefix's lower bound can
@@ -268,27 +271,99 @@ def search_approximate(approximate, query_features, top_k):
 def neighbour_graph(features, neighbours=GRAPH_NEIGHBOURS):
     """Each row's nearest other rows by cosine similarity: (N, K) int32 rows and float32 similarities, best first.
 
-    Each block of rows is normalised and its products scaled by every column's inverse length, so no
-    normalised copy of the whole (N, D) matrix is held beside the features.
+    Similarity is symmetric, so each block of rows is multiplied only with itself and the rows after it
+    (half the products of a full square) and offers each pair to both rows. Blocks are normalised one at a
+    time and their products scaled by every column's inverse length, so no normalised copy of the (N, D)
+    matrix is held beside the features.
     """
     features = np.asarray(features, dtype=np.float32)
     count = len(features)
     inverse_lengths = 1.0 / np.maximum(np.sqrt(squared_norms(features)), 1e-12)
     neighbours = max(0, min(neighbours, count - 1))
+    # Each row's best K so far, unordered; -inf marks places not yet filled.
     rows = np.zeros((count, neighbours), dtype=np.int32)
-    similarities = np.zeros((count, neighbours), dtype=np.float32)
-    block_rows = max(1, GRAPH_BLOCK_ELEMENTS // max(count, 1))
-    for start in range(0, count if neighbours else 0, block_rows):
-        block = postprocess_features(features[start : start + block_rows], "cosine") @ features.T
-        block *= inverse_lengths
-        block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf  # Not its own neighbour.
+    similarities = np.full((count, neighbours), -np.inf, dtype=np.float32)
+    start = 0
+    while start < count and neighbours:
+        # The blocks grow as fewer rows remain after them, holding GRAPH_BLOCK_ELEMENTS similarities each.
+        stop = min(count, start + max(1, GRAPH_BLOCK_ELEMENTS // (count - start)))
+        block = postprocess_features(features[start:stop], "cosine") @ features[start:].T  # (B, N - start)
+        block *= inverse_lengths[start:]
+        block[np.arange(stop - start), np.arange(stop - start)] = -np.inf  # Not its own neighbour.
+        block_ids, block_similarities = best_columns(block, neighbours)
+        merge_candidates(rows, similarities, np.arange(start, stop), block_ids + start, block_similarities)
+        offer_to_later_rows(rows, similarities, start, block[:, stop - start :])
+        start = stop
+    order = np.argsort(-similarities, axis=1, kind="stable")
+    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(similarities, order, axis=1)
+
+
+def best_columns(matrix, count):
+    """Column numbers and values of each row's `count` largest values (all columns when there are fewer), unordered."""
+    width = matrix.shape[1]
+    if width <= count:
+        columns = np.broadcast_to(np.arange(width), matrix.shape)
+        return columns, np.take_along_axis(matrix, columns, axis=1)
+    columns = np.empty((len(matrix), count), dtype=np.intp)
+    # A few rows at a time: the partition's indices are 8 bytes per element, twice the block itself.
+    part_rows = max(1, GRAPH_BLOCK_ELEMENTS // 8 // width)
+    for first in range(0, len(matrix), part_rows):
         # Partitioning at the top end, not the bottom of a negated copy, halves the selection's time.
-        nearest = np.argpartition(block, count - neighbours, axis=1)[:, count - neighbours :]
-        nearest_similarities = np.take_along_axis(block, nearest, axis=1)
-        order = np.argsort(-nearest_similarities, axis=1, kind="stable")
-        rows[start : start + len(block)] = np.take_along_axis(nearest, order, axis=1)
-        similarities[start : start + len(block)] = np.take_along_axis(nearest_similarities, order, axis=1)
-    return rows, similarities
+        columns[first : first + part_rows] = np.argpartition(matrix[first : first + part_rows], width - count, axis=1)[:, width - count :]
+    return columns, np.take_along_axis(matrix, columns, axis=1)
+
+
+def merge_candidates(rows, similarities, targets, candidate_rows, candidate_similarities):
+    """Keep, for each row in targets, the best K of its current neighbours and the (T, C) candidates offered."""
+    all_rows = np.concatenate([rows[targets], candidate_rows.astype(np.int32, copy=False)], axis=1)
+    all_similarities = np.concatenate([similarities[targets], candidate_similarities], axis=1)
+    kept, kept_similarities = best_columns(all_similarities, rows.shape[1])
+    rows[targets] = np.take_along_axis(all_rows, kept, axis=1)
+    similarities[targets] = kept_similarities
+
+
+def offer_to_later_rows(rows, similarities, start, later):
+    """Offer the block's similarities with later rows, later (B, M) for rows stop.., to those rows' lists.
+
+    Only pairs that beat a later row's current K-th best can enter its list. Once the lists hold real
+    neighbours those pairs are few, and are taken from a sparse mask; while they are many (early blocks,
+    or rows ordered from least to most similar), each later row takes its best K of the block directly.
+    """
+    block_rows, later_count = later.shape
+    stop = start + block_rows
+    beats = later > similarities[stop:].min(axis=1)
+    if np.count_nonzero(beats) <= GRAPH_SPARSE_SHARE * beats.size:
+        receivers, candidate_rows, candidate_similarities = best_offers(later, beats, rows.shape[1])
+        merge_candidates(rows, similarities, receivers + stop, candidate_rows + start, candidate_similarities)
+        return
+    # An eighth of a block at a time, so the transposed copy and its selection stay small beside the block.
+    part_rows = max(1, GRAPH_BLOCK_ELEMENTS // 8 // block_rows)
+    for first in range(0, later_count, part_rows):
+        part = np.ascontiguousarray(later[:, first : first + part_rows].T)  # (part_rows, B)
+        candidate_rows, candidate_similarities = best_columns(part, rows.shape[1])
+        receivers = np.arange(stop + first, stop + first + len(part))
+        merge_candidates(rows, similarities, receivers, candidate_rows + start, candidate_similarities)
+
+
+def best_offers(later, beats, count):
+    """The later rows offered a pair by the (B, M) mask beats, and up to `count` best offers each.
+
+    Returns (R,) receiving columns of later, and (R, C) block rows and similarities, padded with -inf.
+    """
+    block_positions, later_positions = np.nonzero(beats)
+    # Grouped by receiving row, best first.
+    order = np.lexsort((-later[block_positions, later_positions], later_positions))
+    block_positions, later_positions = block_positions[order], later_positions[order]
+    receivers, first_offer, offer_counts = np.unique(later_positions, return_index=True, return_counts=True)
+    ranks = np.arange(len(later_positions)) - np.repeat(first_offer, offer_counts)
+    kept = ranks < count
+    width = min(count, int(offer_counts.max(initial=0)))
+    candidate_rows = np.zeros((len(receivers), width), dtype=np.int32)
+    candidate_similarities = np.full((len(receivers), width), -np.inf, dtype=np.float32)
+    slots = np.repeat(np.arange(len(receivers)), offer_counts)[kept], ranks[kept]
+    candidate_rows[slots] = block_positions[kept]
+    candidate_similarities[slots] = later[block_positions[kept], later_positions[kept]]
+    return receivers, candidate_rows, candidate_similarities
 
 
 def diffusion_operator_of(feature_index):

@@ -121,8 +121,14 @@ def unit(rows):
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def test_neighbour_graph_matches_brute_force_and_skips_self():
-    features = np.random.default_rng(3).normal(size=(1100, 8)).astype(np.float32)  # More than one block.
+@pytest.mark.parametrize("sparse_share", [0.0, 1 / 16, 1.0])  # Later rows offered pairs densely, by need, sparsely.
+@pytest.mark.parametrize("sort_rows", [False, True])
+def test_neighbour_graph_matches_brute_force_and_skips_self(monkeypatch, sparse_share, sort_rows):
+    monkeypatch.setattr(ranking, "GRAPH_BLOCK_ELEMENTS", 1100 * 40)  # Many blocks, growing towards the end.
+    monkeypatch.setattr(ranking, "GRAPH_SPARSE_SHARE", sparse_share)
+    features = np.random.default_rng(3).normal(size=(1100, 8)).astype(np.float32)
+    if sort_rows:  # Ordered along one direction, the way a folder sorted by class is: early lists are poor.
+        features = features[np.argsort(features[:, 0])]
     # Rows of very different lengths: the graph is by direction alone.
     rows, similarities = ranking.neighbour_graph(features * np.arange(1, 1101, dtype=np.float32)[:, None], neighbours=4)
     features = ranking.postprocess_features(features, "cosine")
