@@ -121,3 +121,29 @@ def test_gradient_histograms_are_unit_length_and_see_orientation():
     assert np.allclose(np.linalg.norm(histograms, axis=1), 1, atol=1e-5)
     assert histograms[0] @ histograms[1] < 0.1  # Perpendicular edges share no orientation bin.
     assert np.allclose(histograms[0], histograms[2], atol=1e-6)  # Orientation, not polarity, counts.
+
+
+def reference_histograms(image, cells=7, bins=9):
+    """HOG of one (S, S, C) image written out pixel by pixel, as the descriptor's docstring describes it."""
+    gray = image.mean(axis=-1)
+    cell = max(1, len(gray) // cells)
+    padded = np.pad(gray, 1, mode="symmetric")
+    delta_y, delta_x = (padded[2:, 1:-1] - padded[:-2, 1:-1]) / 2, (padded[1:-1, 2:] - padded[1:-1, :-2]) / 2
+    sums = np.zeros((cells, cells, bins))
+    for y in range(cell * cells):
+        for x in range(cell * cells):
+            angle = np.arctan2(delta_y[y, x], delta_x[y, x]) % np.pi
+            sums[y // cell, x // cell, min(int(angle / np.pi * bins), bins - 1)] += np.hypot(delta_y[y, x], delta_x[y, x])
+    blocks = np.concatenate([sums[:-1, :-1], sums[1:, :-1], sums[:-1, 1:], sums[1:, 1:]], axis=-1) / cell**2
+    blocks = np.sqrt(blocks / (np.linalg.norm(blocks, axis=-1, keepdims=True) + 1e-6)).ravel()
+    return blocks / np.linalg.norm(blocks)
+
+
+@pytest.mark.parametrize("size, channels", [(28, 1), (30, 3)])  # 30: the last two rows and columns fall outside the cells.
+def test_gradient_histograms_match_a_pixel_by_pixel_reference(size, channels):
+    from imsearch import descriptors
+
+    images = np.random.default_rng(size).random((2, size, size, channels)).astype(np.float32)
+    histograms = descriptors.gradient_histograms(images).numpy()
+    for image, histogram in zip(images, histograms):
+        assert np.allclose(histogram, reference_histograms(image), atol=1e-5)
