@@ -87,8 +87,8 @@ def read_regular_file(path, stamp=None):
             return None
         if stamp is not None:
             stamp[0], stamp[1] = status.st_size, status.st_mtime_ns
-        # Asking for one byte more than the size: exactly the size back means the file ended there, the
-        # common case, in one read sized to the file (a 64 KB request costs a fifth of a small image's time).
+        # Asking for one byte more than the size: exactly the size back means the file ended there. That is
+        # the common case, done in one read sized to the file (two 64 KB reads took 5 of a small PNG's 35 us).
         content = os.read(descriptor, status.st_size + 1)
         if len(content) == status.st_size:
             return np.frombuffer(content, dtype=np.uint8)

@@ -240,9 +240,9 @@ def is_well_formed(index):
 def is_well_formed_stamps(stamps, count):
     """Whether stamps are (count, 2) integers: an array, or a list of pairs as older indexes stored them."""
     if isinstance(stamps, list):
+        is_int64 = lambda value: type(value) is int and abs(value) < 2**63  # noqa: E731
         return len(stamps) == count and all(
-            isinstance(stamp, (list, tuple)) and len(stamp) == 2 and all(type(value) is int and abs(value) < 2**63 for value in stamp)
-            for stamp in stamps
+            isinstance(stamp, (list, tuple)) and len(stamp) == 2 and all(map(is_int64, stamp)) for stamp in stamps
         )
     return isinstance(stamps, np.ndarray) and stamps.shape == (count, 2) and stamps.dtype.kind == "i"
 

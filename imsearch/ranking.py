@@ -308,8 +308,9 @@ def best_columns(matrix, count):
     # A few rows at a time: the partition's indices are 8 bytes per element, twice the block itself.
     part_rows = max(1, GRAPH_BLOCK_ELEMENTS // 8 // width)
     for first in range(0, len(matrix), part_rows):
+        part = matrix[first : first + part_rows]
         # Partitioning at the top end, not the bottom of a negated copy, halves the selection's time.
-        columns[first : first + part_rows] = np.argpartition(matrix[first : first + part_rows], width - count, axis=1)[:, width - count :]
+        columns[first : first + part_rows] = np.argpartition(part, width - count, axis=1)[:, width - count :]
     return columns, np.take_along_axis(matrix, columns, axis=1)
 
 

@@ -21,11 +21,17 @@ def run_search(capsys, model_path, index_paths, query, top_k=5, extra=()):
     return captured.out.splitlines(), captured.err
 
 
-def test_update_reencodes_only_what_changed(gray_model, gray_dataset, tmp_path, capsys):
+def indexed_copy(gray_model, gray_dataset, tmp_path):
+    """A copy of the training folder that --update may change, indexed: (folder, index_path, model_path)."""
     folder, index_path = tmp_path / "images", tmp_path / "features.pkl"
     shutil.copytree(gray_dataset / "train", folder)
     model_path = gray_model / "autoencoder.keras"
     index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path)])
+    return folder, index_path, model_path
+
+
+def test_update_reencodes_only_what_changed(gray_model, gray_dataset, tmp_path, capsys):
+    folder, index_path, model_path = indexed_copy(gray_model, gray_dataset, tmp_path)
     before = index.load_index(str(index_path))
     os.remove(folder / "disc" / "000.png")
     shutil.copy(gray_dataset / "test" / "cross" / "000.png", folder / "cross" / "new.png")
@@ -48,10 +54,7 @@ def test_update_reencodes_only_what_changed(gray_model, gray_dataset, tmp_path, 
 
 def test_update_reuses_an_index_with_stamps_stored_as_lists(gray_model, gray_dataset, tmp_path, capsys):
     # Indexes written before stamps became an (N, 2) array hold a list of [size, mtime] pairs.
-    folder, index_path = tmp_path / "images", tmp_path / "features.pkl"
-    shutil.copytree(gray_dataset / "train", folder)
-    model_path = gray_model / "autoencoder.keras"
-    index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path)])
+    folder, index_path, model_path = indexed_copy(gray_model, gray_dataset, tmp_path)
     saved = index.load_index(str(index_path))
     with open(index_path, "wb") as file:
         pickle.dump(saved | {"stamps": saved["stamps"].tolist()}, file)
