@@ -24,7 +24,7 @@ def main(argv=None):
     )
     # The graph costs O(N^2) to build: only for collections searched exactly, and only for whole folders.
     if settings.diffusion and shard is None and len(feature_index["paths"]) < settings.approximate_above:
-        index.add_neighbour_graph(feature_index)
+        index.add_neighbour_graph(feature_index, previous)
     index.save_index(feature_index, settings.index_path, settings.approximate, settings.approximate_above, settings.metric)
     count, length = feature_index["features"].shape
     approximate = " with an approximate index beside it" if feature_index["approximate_sha256"] else ""

@@ -81,11 +81,24 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     }
 
 
-def add_neighbour_graph(feature_index):
-    """Store each row's nearest neighbours (by cosine similarity) in the index, for diffusion re-ranking."""
-    print(f"linking each of {len(feature_index['paths'])} images to its {ranking.GRAPH_NEIGHBOURS} nearest, for diffusion",
+def add_neighbour_graph(feature_index, previous=None):
+    """Store each row's nearest neighbours (by cosine similarity) in the index, for diffusion re-ranking.
+
+    previous: the index this one updates; its graph is reused for the rows it holds unchanged.
+    """
+    count = len(feature_index["paths"])
+    neighbours = max(0, min(ranking.GRAPH_NEIGHBOURS, count - 1))
+    print(f"linking each of {count} images to its {neighbours} nearest, for diffusion", file=sys.stderr, flush=True)
+    graph = None if previous is None else previous["neighbours"]
+    if graph is None or graph.shape[1] != neighbours or previous["histograms"] != feature_index["histograms"]:
+        feature_index["neighbours"], feature_index["neighbour_similarities"] = ranking.neighbour_graph(feature_index["features"])
+        return
+    previous_rows = np.array(reusable_rows(previous, feature_index["paths"], feature_index["stamps"]), dtype=np.int64)
+    feature_index["neighbours"], feature_index["neighbour_similarities"], relinked = ranking.update_neighbour_graph(
+        feature_index["features"], previous_rows, graph, previous["neighbour_similarities"]
+    )
+    print(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index",
           file=sys.stderr, flush=True)
-    feature_index["neighbours"], feature_index["neighbour_similarities"] = ranking.neighbour_graph(feature_index["features"])
 
 
 def reusable_rows(previous, relative_paths, stamps):

@@ -287,15 +287,58 @@ def neighbour_graph(features, neighbours=GRAPH_NEIGHBOURS):
     while start < count and neighbours:
         # The blocks grow as fewer rows remain after them, holding GRAPH_BLOCK_ELEMENTS similarities each.
         stop = min(count, start + max(1, GRAPH_BLOCK_ELEMENTS // (count - start)))
-        block = postprocess_features(features[start:stop], "cosine") @ features[start:].T  # (B, N - start)
-        block *= inverse_lengths[start:]
-        block[np.arange(stop - start), np.arange(stop - start)] = -np.inf  # Not its own neighbour.
+        block = cosine_block(features, np.arange(start, stop), inverse_lengths, start)  # (B, N - start)
         block_ids, block_similarities = best_columns(block, neighbours)
         merge_candidates(rows, similarities, np.arange(start, stop), block_ids + start, block_similarities)
         offer_to_later_rows(rows, similarities, start, block[:, stop - start :])
         start = stop
     order = np.argsort(-similarities, axis=1, kind="stable")
     return np.take_along_axis(rows, order, axis=1), np.take_along_axis(similarities, order, axis=1)
+
+
+def update_neighbour_graph(features, previous_rows, previous_neighbours, previous_similarities):
+    """neighbour_graph(features), reusing the graph of a previous index that shares most of these rows.
+
+    previous_rows[i] is the previous row holding row i's features unchanged, or -1 for a new or changed
+    row. A kept row whose neighbours are all kept still has its best K among the kept rows, so only the
+    new rows can enter its list; rows that are new or lost a neighbour are compared with every row.
+    Returns the graph as neighbour_graph does, and how many rows were compared with every row.
+    """
+    count, neighbours = len(features), previous_neighbours.shape[1]
+    kept = previous_rows >= 0
+    row_of_previous = np.full(len(previous_neighbours), -1, dtype=np.int64)
+    row_of_previous[previous_rows[kept]] = np.flatnonzero(kept)
+    rows = np.full((count, neighbours), -1, dtype=np.int64)
+    similarities = np.full((count, neighbours), -np.inf, dtype=np.float32)
+    rows[kept] = row_of_previous[previous_neighbours[previous_rows[kept]]]
+    similarities[kept] = previous_similarities[previous_rows[kept]]
+    whole = kept & (rows >= 0).all(axis=1)  # Kept rows whose neighbours were all kept.
+    relinked, unchanged = np.flatnonzero(~whole), np.flatnonzero(whole)
+    # Comparing a row with every row costs twice its share of a fresh graph, which multiplies half the square.
+    if 2 * len(relinked) > count or neighbours == 0:
+        return *neighbour_graph(features, neighbours), count
+    inverse_lengths = 1.0 / np.maximum(np.sqrt(squared_norms(features)), 1e-12)
+    block_rows = max(1, GRAPH_BLOCK_ELEMENTS // count)
+    for start in range(0, len(relinked), block_rows):
+        targets = relinked[start : start + block_rows]
+        block = cosine_block(features, targets, inverse_lengths)  # (B, N)
+        rows[targets], similarities[targets] = best_columns(block, neighbours)
+        # New rows are offered to the unchanged rows' lists; rows that only lost a neighbour were in them already.
+        new = ~kept[targets]
+        if new.any() and len(unchanged):
+            offers = np.ascontiguousarray(block[new][:, unchanged].T)  # (unchanged, new in this block)
+            offer_rows, offer_similarities = best_columns(offers, neighbours)
+            merge_candidates(rows, similarities, unchanged, targets[new][offer_rows], offer_similarities)
+    order = np.argsort(-similarities, axis=1, kind="stable")
+    return np.take_along_axis(rows, order, axis=1).astype(np.int32), np.take_along_axis(similarities, order, axis=1), len(relinked)
+
+
+def cosine_block(features, rows, inverse_lengths, first_column=0):
+    """Cosine similarities of features[rows] with features[first_column:], (B, N - first_column); -inf with itself."""
+    block = postprocess_features(features[rows], "cosine") @ features[first_column:].T
+    block *= inverse_lengths[first_column:]
+    block[np.arange(len(rows)), rows - first_column] = -np.inf  # Not its own neighbour.
+    return block
 
 
 def best_columns(matrix, count):

@@ -131,13 +131,40 @@ def test_neighbour_graph_matches_brute_force_and_skips_self(monkeypatch, sparse_
         features = features[np.argsort(features[:, 0])]
     # Rows of very different lengths: the graph is by direction alone.
     rows, similarities = ranking.neighbour_graph(features * np.arange(1, 1101, dtype=np.float32)[:, None], neighbours=4)
-    features = ranking.postprocess_features(features, "cosine")
-    full = features @ features.T
-    np.fill_diagonal(full, -np.inf)
-    expected = np.argsort(-full, axis=1)[:, :4]
+    expected_rows, expected_similarities = brute_force_graph(features, 4)
     assert rows.shape == (1100, 4) and rows.dtype == np.int32
-    assert np.array_equal(rows, expected)
-    assert np.allclose(similarities, np.take_along_axis(full, expected, axis=1), atol=1e-5)
+    assert np.array_equal(rows, expected_rows)
+    assert np.allclose(similarities, expected_similarities, atol=1e-5)
+
+
+def brute_force_graph(features, neighbours):
+    """Each row's nearest other rows by cosine, from the full similarity matrix."""
+    unit_features = ranking.postprocess_features(features, "cosine")
+    full = unit_features @ unit_features.T
+    np.fill_diagonal(full, -np.inf)
+    rows = np.argsort(-full, axis=1, kind="stable")[:, :neighbours]
+    return rows, np.take_along_axis(full, rows, axis=1)
+
+
+@pytest.mark.parametrize("removed, changed, added", [(0, 0, 0), (8, 0, 0), (0, 8, 0), (0, 0, 8), (5, 5, 5)])
+def test_graph_update_matches_a_fresh_graph_and_relinks_only_what_it_must(monkeypatch, removed, changed, added):
+    monkeypatch.setattr(ranking, "GRAPH_BLOCK_ELEMENTS", 400 * 30)
+    rng = np.random.default_rng(removed + 2 * changed + 3 * added)
+    previous = rng.normal(size=(400, 6)).astype(np.float32)
+    previous_graph = ranking.neighbour_graph(previous, neighbours=5)
+    kept = np.sort(rng.choice(400, 400 - removed, replace=False))
+    features, previous_rows = previous[kept], kept.copy()
+    changed_rows = rng.choice(len(kept), changed, replace=False)
+    features[changed_rows], previous_rows[changed_rows] = rng.normal(size=(changed, 6)), -1
+    features = np.concatenate([features, rng.normal(size=(added, 6)).astype(np.float32)])
+    previous_rows = np.concatenate([previous_rows, np.full(added, -1)])
+    # A few changes must not rebuild the whole graph.
+    monkeypatch.setattr(ranking, "neighbour_graph", lambda *arguments: pytest.fail("rebuilt the whole graph"))
+    rows, similarities, relinked = ranking.update_neighbour_graph(features, previous_rows, *previous_graph)
+    assert changed + added <= relinked < 100
+    expected_rows, expected_similarities = brute_force_graph(features, 5)
+    assert rows.dtype == np.int32 and np.array_equal(rows, expected_rows)
+    assert np.allclose(similarities, expected_similarities, atol=1e-5)
 
 
 def two_chains(points=20):
