@@ -50,7 +50,7 @@ def main():
 def print_ablation(model_path, index_path):
     """Metrics of the default search with its parts taken away, on the same queries and index."""
     import config
-    from imsearch import data, encoding, index, metrics, model, ranking
+    from imsearch import data, encoding, graph, index, metrics, model, ranking
 
     autoencoder = model.load_autoencoder(model_path)
     feature_index = index.load_index(index_path, autoencoder)
@@ -70,7 +70,7 @@ def print_ablation(model_path, index_path):
         part = feature_index | {"features": feature_index["features"][:, columns]}
         if diffusion:
             index.add_neighbour_graph(part)
-        operator = ranking.diffusion_operator_of(part) if diffusion else None
+        operator = graph.diffusion_operator_of(part) if diffusion else None
         figures = metrics.retrieval_metrics(ranking.postprocess_features(query_features[:, columns], metric), query_labels,
                                             ranking.postprocess_features(part["features"], metric), database_labels,
                                             exclude, operator=operator)

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from imsearch import InputError, data, encoding, model, ranking, safeio
+from imsearch import InputError, data, encoding, graph, model, ranking, safeio
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "paths", "labels", "stamps", "features", "model_sha256", "image_size", "channels",
@@ -87,15 +87,15 @@ def add_neighbour_graph(feature_index, previous=None):
     previous: the index this one updates; its graph is reused for the rows it holds unchanged.
     """
     count = len(feature_index["paths"])
-    neighbours = max(0, min(ranking.GRAPH_NEIGHBOURS, count - 1))
+    neighbours = max(0, min(graph.GRAPH_NEIGHBOURS, count - 1))
     print(f"linking each of {count} images to its {neighbours} nearest, for diffusion", file=sys.stderr, flush=True)
-    graph = None if previous is None else previous["neighbours"]
-    if graph is None or graph.shape[1] != neighbours or previous["histograms"] != feature_index["histograms"]:
-        feature_index["neighbours"], feature_index["neighbour_similarities"] = ranking.neighbour_graph(feature_index["features"])
+    previous_graph = None if previous is None else previous["neighbours"]
+    if previous_graph is None or previous_graph.shape[1] != neighbours or previous["histograms"] != feature_index["histograms"]:
+        feature_index["neighbours"], feature_index["neighbour_similarities"] = graph.neighbour_graph(feature_index["features"])
         return
     previous_rows = np.array(reusable_rows(previous, feature_index["paths"], feature_index["stamps"]), dtype=np.int64)
-    feature_index["neighbours"], feature_index["neighbour_similarities"], relinked = ranking.update_neighbour_graph(
-        feature_index["features"], previous_rows, graph, previous["neighbour_similarities"]
+    feature_index["neighbours"], feature_index["neighbour_similarities"], relinked = graph.update_neighbour_graph(
+        feature_index["features"], previous_rows, previous_graph, previous["neighbour_similarities"]
     )
     print(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index",
           file=sys.stderr, flush=True)

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from imsearch import InputError, data, encoding, model, ranking
+from imsearch import InputError, data, encoding, graph, model, ranking
 
 
 def reconstruction_error(autoencoder, paths, batch_size):
@@ -32,7 +32,7 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
     """mAP, mAP@100, precision@10 and @100, and k-NN accuracy of Euclidean ranking; same-label is relevant.
 
     Features must already be post-processed. exclude gives, per query, a database row to leave out (-1: none).
-    operator: a graph from ranking.diffusion_operator_of to rank by diffusion instead (unit-length features).
+    operator: a graph from graph.diffusion_operator_of to rank by diffusion instead (unit-length features).
     AP@100 divides by min(relevant, 100), so a perfect top 100 scores 1.
     """
     classes, database_codes = np.unique(np.asarray(database_labels), return_inverse=True)
@@ -49,7 +49,7 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
         ranking.mask_excluded(squared, excluded, np.inf)
         if operator is not None:
             # Between unit vectors cos = 1 - d^2 / 2; negated scores sort like distances.
-            squared = -ranking.diffuse(operator, 1.0 - squared / 2)
+            squared = -graph.diffuse(operator, 1.0 - squared / 2)
         ranked_rows = np.argsort(squared, axis=1, kind="stable")
         ranked_codes = database_codes[ranked_rows]
         # The excluded row sorts last (infinite distance); it counts as neither relevant nor a neighbour.
@@ -91,7 +91,7 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     query_labels = [label for label, ok in zip(labels, readable) if ok]
     exclude = ranking.rows_of_queries(feature_index, query_paths)
     database_labels = feature_index["labels"]
-    operator = ranking.diffusion_operator_of(feature_index) if diffusion and metric == "cosine" else None
+    operator = graph.diffusion_operator_of(feature_index) if diffusion and metric == "cosine" else None
     results = {"autoencoder": retrieval_metrics(
         ranking.postprocess_features(query_features, metric), query_labels,
         ranking.postprocess_features(feature_index["features"], metric), database_labels, exclude, operator=operator)}

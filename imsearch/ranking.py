@@ -1,11 +1,11 @@
-"""Ranking an index against queries: exact vectorised distances, or the faiss approximate index."""
+"""Ranking an index against queries: exact vectorised distances, the faiss approximate index, or diffusion."""
 
 import os
 import sys
 
 import numpy as np
 
-from imsearch import encoding
+from imsearch import encoding, graph
 
 # Rows whose length is this close to 1 count as normalised already (float32 rounding of a unit row is ~1e-7).
 UNIT_LENGTH_TOLERANCE = 1e-5
@@ -13,23 +13,6 @@ UNIT_LENGTH_TOLERANCE = 1e-5
 QUERY_BLOCK = 256
 # Lists probed per query by the approximate index: recall@10 >= 0.95 at 1M rows in bench/bench_search.py.
 APPROXIMATE_PROBES = 64
-
-# Diffusion re-ranking (Iscen et al., CVPR 2017) over the database's nearest-neighbour graph. Each value
-# was chosen on Fashion-MNIST queries (see README, Retrieval quality): 15 neighbours matched 30 at half the
-# cost, 5 seeds beat 10 on precision@10, and alpha 0.99 with 20 conjugate-gradient steps beat 0.9 or 10 steps.
-GRAPH_NEIGHBOURS = 15
-DIFFUSION_SEEDS = 5
-DIFFUSION_ALPHA = 0.99
-DIFFUSION_STEPS = 20
-# Similarities are raised to this power so that weak links count for little.
-DIFFUSION_POWER = 3
-# Rows this similar to a query are copies of it: they rank first, whatever the diffusion says.
-DUPLICATE_SIMILARITY = 1 - 1e-5
-# The graph is built from blocks of this many similarities (128 MB of float32), whatever the index size.
-GRAPH_BLOCK_ELEMENTS = 2**25
-# Above this share of a block's pairs offered to later rows, each later row takes its best K of the block
-# directly: a sparse list costs about ten times as much per pair as that selection does per element.
-GRAPH_SPARSE_SHARE = 1 / 16
 
 # Exact search for a few queries reads a short prefix of every row along the features' principal axes (a
 # matrix small enough to stay in cache) and measures whole rows only where that prefix's lower bound can
@@ -217,14 +200,14 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
         if metric == "cosine":
             distances = distances**2 / 2  # Unit vectors: the cosine distance, as exact search reports it.
         return (readable_paths, *drop_excluded(rows, distances, exclude, top_k))
-    operator = diffusion_operator_of(feature_index) if diffusion and metric == "cosine" else None
+    operator = graph.diffusion_operator_of(feature_index) if diffusion and metric == "cosine" else None
     if diffusion and metric == "cosine" and operator is None:
         print("note: the index has no neighbour graph (shards, --no-diffusion or a large index); ranking by cosine alone",
               file=sys.stderr)
     query_features = postprocess_features(features, metric)
     database_features = postprocess_features(feature_index["features"], metric)
     if operator is not None:
-        return (readable_paths, *rank_by_diffusion(query_features, database_features, operator, top_k, exclude))
+        return (readable_paths, *graph.rank_by_diffusion(query_features, database_features, operator, top_k, exclude))
     rows, distances = rank(query_features, database_features, top_k, exclude, prefix=prefix_of(feature_index, metric))
     if metric == "cosine":
         # Between unit vectors |a - b|^2 = 2 (1 - cos), so this reports the cosine distance itself.
@@ -266,208 +249,3 @@ def search_approximate(approximate, query_features, top_k):
     """(Q, k) rows and Euclidean distances from the approximate index; rows are -1 where fewer were found."""
     squared, rows = approximate.search(np.ascontiguousarray(query_features, dtype=np.float32), top_k)
     return rows.astype(np.int64), np.sqrt(np.maximum(squared, 0.0))
-
-
-def neighbour_graph(features, neighbours=GRAPH_NEIGHBOURS):
-    """Each row's nearest other rows by cosine similarity: (N, K) int32 rows and float32 similarities, best first.
-
-    Similarity is symmetric, so each block of rows is multiplied only with itself and the rows after it
-    (half the products of a full square) and offers each pair to both rows. Blocks are normalised one at a
-    time and their products scaled by every column's inverse length, so no normalised copy of the (N, D)
-    matrix is held beside the features.
-    """
-    features = np.asarray(features, dtype=np.float32)
-    count = len(features)
-    inverse_lengths = 1.0 / np.maximum(np.sqrt(squared_norms(features)), 1e-12)
-    neighbours = max(0, min(neighbours, count - 1))
-    # Each row's best K so far, unordered; -inf marks places not yet filled.
-    rows = np.zeros((count, neighbours), dtype=np.int32)
-    similarities = np.full((count, neighbours), -np.inf, dtype=np.float32)
-    start = 0
-    while start < count and neighbours:
-        # The blocks grow as fewer rows remain after them, holding GRAPH_BLOCK_ELEMENTS similarities each.
-        stop = min(count, start + max(1, GRAPH_BLOCK_ELEMENTS // (count - start)))
-        block = cosine_block(features, np.arange(start, stop), inverse_lengths, start)  # (B, N - start)
-        block_ids, block_similarities = best_columns(block, neighbours)
-        merge_candidates(rows, similarities, np.arange(start, stop), block_ids + start, block_similarities)
-        offer_to_later_rows(rows, similarities, start, block[:, stop - start :])
-        start = stop
-    order = np.argsort(-similarities, axis=1, kind="stable")
-    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(similarities, order, axis=1)
-
-
-def update_neighbour_graph(features, previous_rows, previous_neighbours, previous_similarities):
-    """neighbour_graph(features), reusing the graph of a previous index that shares most of these rows.
-
-    previous_rows[i] is the previous row holding row i's features unchanged, or -1 for a new or changed
-    row. A kept row whose neighbours are all kept still has its best K among the kept rows, so only the
-    new rows can enter its list; rows that are new or lost a neighbour are compared with every row.
-    Returns the graph as neighbour_graph does, and how many rows were compared with every row.
-    """
-    count, neighbours = len(features), previous_neighbours.shape[1]
-    kept = previous_rows >= 0
-    row_of_previous = np.full(len(previous_neighbours), -1, dtype=np.int64)
-    row_of_previous[previous_rows[kept]] = np.flatnonzero(kept)
-    rows = np.full((count, neighbours), -1, dtype=np.int64)
-    similarities = np.full((count, neighbours), -np.inf, dtype=np.float32)
-    rows[kept] = row_of_previous[previous_neighbours[previous_rows[kept]]]
-    similarities[kept] = previous_similarities[previous_rows[kept]]
-    whole = kept & (rows >= 0).all(axis=1)  # Kept rows whose neighbours were all kept.
-    relinked, unchanged = np.flatnonzero(~whole), np.flatnonzero(whole)
-    # Comparing a row with every row costs twice its share of a fresh graph, which multiplies half the square.
-    if 2 * len(relinked) > count or neighbours == 0:
-        return *neighbour_graph(features, neighbours), count
-    inverse_lengths = 1.0 / np.maximum(np.sqrt(squared_norms(features)), 1e-12)
-    block_rows = max(1, GRAPH_BLOCK_ELEMENTS // count)
-    for start in range(0, len(relinked), block_rows):
-        targets = relinked[start : start + block_rows]
-        block = cosine_block(features, targets, inverse_lengths)  # (B, N)
-        rows[targets], similarities[targets] = best_columns(block, neighbours)
-        # New rows are offered to the unchanged rows' lists; rows that only lost a neighbour were in them already.
-        new = ~kept[targets]
-        if new.any() and len(unchanged):
-            offers = np.ascontiguousarray(block[new][:, unchanged].T)  # (unchanged, new in this block)
-            offer_rows, offer_similarities = best_columns(offers, neighbours)
-            merge_candidates(rows, similarities, unchanged, targets[new][offer_rows], offer_similarities)
-    order = np.argsort(-similarities, axis=1, kind="stable")
-    return np.take_along_axis(rows, order, axis=1).astype(np.int32), np.take_along_axis(similarities, order, axis=1), len(relinked)
-
-
-def cosine_block(features, rows, inverse_lengths, first_column=0):
-    """Cosine similarities of features[rows] with features[first_column:], (B, N - first_column); -inf with itself."""
-    block = postprocess_features(features[rows], "cosine") @ features[first_column:].T
-    block *= inverse_lengths[first_column:]
-    block[np.arange(len(rows)), rows - first_column] = -np.inf  # Not its own neighbour.
-    return block
-
-
-def best_columns(matrix, count):
-    """Column numbers and values of each row's `count` largest values (all columns when there are fewer), unordered."""
-    width = matrix.shape[1]
-    if width <= count:
-        columns = np.broadcast_to(np.arange(width), matrix.shape)
-        return columns, np.take_along_axis(matrix, columns, axis=1)
-    columns = np.empty((len(matrix), count), dtype=np.intp)
-    # A few rows at a time: the partition's indices are 8 bytes per element, twice the block itself.
-    part_rows = max(1, GRAPH_BLOCK_ELEMENTS // 8 // width)
-    for first in range(0, len(matrix), part_rows):
-        part = matrix[first : first + part_rows]
-        # Partitioning at the top end, not the bottom of a negated copy, halves the selection's time.
-        columns[first : first + part_rows] = np.argpartition(part, width - count, axis=1)[:, width - count :]
-    return columns, np.take_along_axis(matrix, columns, axis=1)
-
-
-def merge_candidates(rows, similarities, targets, candidate_rows, candidate_similarities):
-    """Keep, for each row in targets, the best K of its current neighbours and the (T, C) candidates offered."""
-    all_rows = np.concatenate([rows[targets], candidate_rows.astype(np.int32, copy=False)], axis=1)
-    all_similarities = np.concatenate([similarities[targets], candidate_similarities], axis=1)
-    kept, kept_similarities = best_columns(all_similarities, rows.shape[1])
-    rows[targets] = np.take_along_axis(all_rows, kept, axis=1)
-    similarities[targets] = kept_similarities
-
-
-def offer_to_later_rows(rows, similarities, start, later):
-    """Offer the block's similarities with later rows, later (B, M) for rows stop.., to those rows' lists.
-
-    Only pairs that beat a later row's current K-th best can enter its list. Once the lists hold real
-    neighbours those pairs are few, and are taken from a sparse mask; while they are many (early blocks,
-    or rows ordered from least to most similar), each later row takes its best K of the block directly.
-    """
-    block_rows, later_count = later.shape
-    stop = start + block_rows
-    beats = later > similarities[stop:].min(axis=1)
-    if np.count_nonzero(beats) <= GRAPH_SPARSE_SHARE * beats.size:
-        receivers, candidate_rows, candidate_similarities = best_offers(later, beats, rows.shape[1])
-        merge_candidates(rows, similarities, receivers + stop, candidate_rows + start, candidate_similarities)
-        return
-    # An eighth of a block at a time, so the transposed copy and its selection stay small beside the block.
-    part_rows = max(1, GRAPH_BLOCK_ELEMENTS // 8 // block_rows)
-    for first in range(0, later_count, part_rows):
-        part = np.ascontiguousarray(later[:, first : first + part_rows].T)  # (part_rows, B)
-        candidate_rows, candidate_similarities = best_columns(part, rows.shape[1])
-        receivers = np.arange(stop + first, stop + first + len(part))
-        merge_candidates(rows, similarities, receivers, candidate_rows + start, candidate_similarities)
-
-
-def best_offers(later, beats, count):
-    """The later rows offered a pair by the (B, M) mask beats, and up to `count` best offers each.
-
-    Returns (R,) receiving columns of later, and (R, C) block rows and similarities, padded with -inf.
-    """
-    block_positions, later_positions = np.nonzero(beats)
-    # Grouped by receiving row, best first.
-    order = np.lexsort((-later[block_positions, later_positions], later_positions))
-    block_positions, later_positions = block_positions[order], later_positions[order]
-    receivers, first_offer, offer_counts = np.unique(later_positions, return_index=True, return_counts=True)
-    ranks = np.arange(len(later_positions)) - np.repeat(first_offer, offer_counts)
-    kept = ranks < count
-    width = min(count, int(offer_counts.max(initial=0)))
-    candidate_rows = np.zeros((len(receivers), width), dtype=np.int32)
-    candidate_similarities = np.full((len(receivers), width), -np.inf, dtype=np.float32)
-    slots = np.repeat(np.arange(len(receivers)), offer_counts)[kept], ranks[kept]
-    candidate_rows[slots] = block_positions[kept]
-    candidate_similarities[slots] = later[block_positions[kept], later_positions[kept]]
-    return receivers, candidate_rows, candidate_similarities
-
-
-def diffusion_operator_of(feature_index):
-    """The index's normalised graph affinity D^-1/2 W D^-1/2 (scipy CSR), or None when it has no graph.
-
-    W links each row to its neighbours with weight similarity^DIFFUSION_POWER, made symmetric by taking
-    the larger weight of the two directions.
-    """
-    import scipy.sparse
-
-    neighbours, similarities = feature_index.get("neighbours"), feature_index.get("neighbour_similarities")
-    if neighbours is None or neighbours.size == 0:
-        return None
-    count = len(neighbours)
-    weights = np.maximum(similarities, 0.0).ravel() ** DIFFUSION_POWER
-    affinity = scipy.sparse.csr_matrix((weights, (np.repeat(np.arange(count), neighbours.shape[1]), neighbours.ravel())),
-                                       shape=(count, count))
-    affinity = affinity.maximum(affinity.T)
-    scale = 1.0 / np.sqrt(np.maximum(np.asarray(affinity.sum(axis=1)).ravel(), 1e-12))
-    return (scipy.sparse.diags(scale) @ affinity @ scipy.sparse.diags(scale)).tocsr().astype(np.float32)
-
-
-def diffuse(operator, similarities):
-    """Diffusion scores (B, N), higher is better, for (B, N) cosine similarities (-inf for excluded rows).
-
-    Each query seeds its DIFFUSION_SEEDS most similar rows; the scores solve (I - alpha S) f = seeds by
-    conjugate gradients, so rows well connected to the seeds through the graph rank high. The cosine
-    similarity breaks ties among rows the diffusion does not reach, and copies of the query rank first.
-    """
-    seeds = min(DIFFUSION_SEEDS, similarities.shape[1])
-    nearest = np.argpartition(-similarities, seeds - 1, axis=1)[:, :seeds]
-    seeded = np.zeros_like(similarities)
-    np.put_along_axis(seeded, nearest, np.maximum(np.take_along_axis(similarities, nearest, axis=1), 0.0) ** DIFFUSION_POWER, axis=1)
-    seeded = np.ascontiguousarray(seeded.T)  # (N, B): one column per query.
-    scores, residual = np.zeros_like(seeded), seeded.copy()
-    direction, residual_norms = residual.copy(), np.einsum("ij,ij->j", residual, residual)
-    for _ in range(DIFFUSION_STEPS):
-        product = direction - DIFFUSION_ALPHA * (operator @ direction)
-        step = residual_norms / np.maximum(np.einsum("ij,ij->j", direction, product), 1e-20)
-        scores += step * direction
-        residual -= step * product
-        new_norms = np.einsum("ij,ij->j", residual, residual)
-        direction = residual + (new_norms / np.maximum(residual_norms, 1e-20)) * direction
-        residual_norms = new_norms
-    scores = scores.T + 1e-6 * similarities
-    return np.where(similarities >= DUPLICATE_SIMILARITY, scores + 1e6, scores)
-
-
-def rank_by_diffusion(query_features, database_features, operator, top_k, exclude):
-    """Like rank(), ordered by diffusion score; the distances reported are cosine distances (1 - cos)."""
-    top_k = max(0, min(top_k, len(database_features) - int((exclude >= 0).any())))
-    all_rows = np.zeros((len(query_features), top_k), dtype=np.int64)
-    all_distances = np.zeros((len(query_features), top_k), dtype=np.float32)
-    for start in range(0, len(query_features) if top_k else 0, QUERY_BLOCK):
-        similarities = query_features[start : start + QUERY_BLOCK] @ database_features.T
-        mask_excluded(similarities, exclude[start : start + QUERY_BLOCK], -np.inf)
-        scores = diffuse(operator, similarities)
-        nearest = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
-        order = np.argsort(-np.take_along_axis(scores, nearest, axis=1), axis=1, kind="stable")
-        rows = np.take_along_axis(nearest, order, axis=1)
-        all_rows[start : start + len(rows)] = rows
-        all_distances[start : start + len(rows)] = 1.0 - np.take_along_axis(similarities, rows, axis=1)
-    return all_rows, all_distances

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from imsearch import InputError, ranking, safeio
+from imsearch import InputError, graph, ranking, safeio
 
 
 def brute_force(queries, database, top_k):
@@ -124,13 +124,13 @@ def unit(rows):
 @pytest.mark.parametrize("sparse_share", [0.0, 1 / 16, 1.0])  # Later rows offered pairs densely, by need, sparsely.
 @pytest.mark.parametrize("sort_rows", [False, True])
 def test_neighbour_graph_matches_brute_force_and_skips_self(monkeypatch, sparse_share, sort_rows):
-    monkeypatch.setattr(ranking, "GRAPH_BLOCK_ELEMENTS", 1100 * 40)  # Many blocks, growing towards the end.
-    monkeypatch.setattr(ranking, "GRAPH_SPARSE_SHARE", sparse_share)
+    monkeypatch.setattr(graph, "GRAPH_BLOCK_ELEMENTS", 1100 * 40)  # Many blocks, growing towards the end.
+    monkeypatch.setattr(graph, "GRAPH_SPARSE_SHARE", sparse_share)
     features = np.random.default_rng(3).normal(size=(1100, 8)).astype(np.float32)
     if sort_rows:  # Ordered along one direction, the way a folder sorted by class is: early lists are poor.
         features = features[np.argsort(features[:, 0])]
     # Rows of very different lengths: the graph is by direction alone.
-    rows, similarities = ranking.neighbour_graph(features * np.arange(1, 1101, dtype=np.float32)[:, None], neighbours=4)
+    rows, similarities = graph.neighbour_graph(features * np.arange(1, 1101, dtype=np.float32)[:, None], neighbours=4)
     expected_rows, expected_similarities = brute_force_graph(features, 4)
     assert rows.shape == (1100, 4) and rows.dtype == np.int32
     assert np.array_equal(rows, expected_rows)
@@ -148,10 +148,10 @@ def brute_force_graph(features, neighbours):
 
 @pytest.mark.parametrize("removed, changed, added", [(0, 0, 0), (8, 0, 0), (0, 8, 0), (0, 0, 8), (5, 5, 5)])
 def test_graph_update_matches_a_fresh_graph_and_relinks_only_what_it_must(monkeypatch, removed, changed, added):
-    monkeypatch.setattr(ranking, "GRAPH_BLOCK_ELEMENTS", 400 * 30)
+    monkeypatch.setattr(graph, "GRAPH_BLOCK_ELEMENTS", 400 * 30)
     rng = np.random.default_rng(removed + 2 * changed + 3 * added)
     previous = rng.normal(size=(400, 6)).astype(np.float32)
-    previous_graph = ranking.neighbour_graph(previous, neighbours=5)
+    previous_graph = graph.neighbour_graph(previous, neighbours=5)
     kept = np.sort(rng.choice(400, 400 - removed, replace=False))
     features, previous_rows = previous[kept], kept.copy()
     changed_rows = rng.choice(len(kept), changed, replace=False)
@@ -159,8 +159,8 @@ def test_graph_update_matches_a_fresh_graph_and_relinks_only_what_it_must(monkey
     features = np.concatenate([features, rng.normal(size=(added, 6)).astype(np.float32)])
     previous_rows = np.concatenate([previous_rows, np.full(added, -1)])
     # A few changes must not rebuild the whole graph.
-    monkeypatch.setattr(ranking, "neighbour_graph", lambda *arguments: pytest.fail("rebuilt the whole graph"))
-    rows, similarities, relinked = ranking.update_neighbour_graph(features, previous_rows, *previous_graph)
+    monkeypatch.setattr(graph, "neighbour_graph", lambda *arguments: pytest.fail("rebuilt the whole graph"))
+    rows, similarities, relinked = graph.update_neighbour_graph(features, previous_rows, *previous_graph)
     assert changed + added <= relinked < 100
     expected_rows, expected_similarities = brute_force_graph(features, 5)
     assert rows.dtype == np.int32 and np.array_equal(rows, expected_rows)
@@ -177,33 +177,33 @@ def two_chains(points=20):
 
 def test_diffusion_follows_the_manifold():
     database = two_chains()
-    index = dict(zip(("neighbours", "neighbour_similarities"), ranking.neighbour_graph(database, neighbours=3)))
-    operator = ranking.diffusion_operator_of(index)
+    index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(database, neighbours=3)))
+    operator = graph.diffusion_operator_of(index)
     assert abs(operator - operator.T).max() < 1e-6  # Symmetric, as conjugate gradients need.
     # A query at the start of the first chain: by cosine, the end of the first chain is farther than
     # part of the second chain, but diffusion ranks the whole first chain first.
     query = unit(np.array([[1.0, -0.1, 0.9]], dtype=np.float32))
     cosine_order = np.argsort(-(query @ database.T)[0])
     assert (cosine_order[:20] >= 20).sum() > 5
-    rows, distances = ranking.rank_by_diffusion(query, database, operator, 20, np.array([-1]))
+    rows, distances = graph.rank_by_diffusion(query, database, operator, 20, np.array([-1]))
     assert sorted(rows[0].tolist()) == list(range(20))
     assert np.allclose(distances[0], 1 - (query @ database.T)[0][rows[0]], atol=1e-6)
 
 
 def test_diffusion_leaves_the_excluded_row_out():
     database = two_chains(10)
-    index = dict(zip(("neighbours", "neighbour_similarities"), ranking.neighbour_graph(database, neighbours=3)))
-    rows, _ = ranking.rank_by_diffusion(database[[2]], database, ranking.diffusion_operator_of(index), 50, np.array([2]))
+    index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(database, neighbours=3)))
+    rows, _ = graph.rank_by_diffusion(database[[2]], database, graph.diffusion_operator_of(index), 50, np.array([2]))
     assert rows.shape == (1, 19) and 2 not in rows[0]
 
 
 def test_diffusion_operator_is_none_without_a_graph():
-    assert ranking.diffusion_operator_of({"neighbours": None, "neighbour_similarities": None}) is None
+    assert graph.diffusion_operator_of({"neighbours": None, "neighbour_similarities": None}) is None
 
 
 def test_diffusion_ranks_copies_of_the_query_first():
     database = two_chains()
-    index = dict(zip(("neighbours", "neighbour_similarities"), ranking.neighbour_graph(database, neighbours=3)))
+    index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(database, neighbours=3)))
     # The chain's end point is poorly connected, so diffusion alone would rank its neighbours above it.
-    rows, distances = ranking.rank_by_diffusion(database[[19]], database, ranking.diffusion_operator_of(index), 3, np.array([-1]))
+    rows, distances = graph.rank_by_diffusion(database[[19]], database, graph.diffusion_operator_of(index), 3, np.array([-1]))
     assert rows[0][0] == 19 and distances[0][0] < 1e-6
