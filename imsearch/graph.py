@@ -32,7 +32,7 @@ def neighbour_graph(features, neighbours=GRAPH_NEIGHBOURS):
     """
     features = np.asarray(features, dtype=np.float32)
     count = len(features)
-    inverse_lengths = 1.0 / np.maximum(np.sqrt(ranking.squared_norms(features)), 1e-12)
+    inverse_lengths = inverse_lengths_of(features)
     neighbours = max(0, min(neighbours, count - 1))
     # Each row's best K so far, unordered; -inf marks places not yet filled.
     rows = np.zeros((count, neighbours), dtype=np.int32)
@@ -46,8 +46,7 @@ def neighbour_graph(features, neighbours=GRAPH_NEIGHBOURS):
         merge_candidates(rows, similarities, np.arange(start, stop), block_ids + start, block_similarities)
         offer_to_later_rows(rows, similarities, start, block[:, stop - start :])
         start = stop
-    order = np.argsort(-similarities, axis=1, kind="stable")
-    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(similarities, order, axis=1)
+    return best_first(rows, similarities)
 
 
 def update_neighbour_graph(features, previous_rows, previous_neighbours, previous_similarities):
@@ -71,7 +70,7 @@ def update_neighbour_graph(features, previous_rows, previous_neighbours, previou
     # Comparing a row with every row costs twice its share of a fresh graph, which multiplies half the square.
     if 2 * len(relinked) > count or neighbours == 0:
         return *neighbour_graph(features, neighbours), count
-    inverse_lengths = 1.0 / np.maximum(np.sqrt(ranking.squared_norms(features)), 1e-12)
+    inverse_lengths = inverse_lengths_of(features)
     block_rows = max(1, GRAPH_BLOCK_ELEMENTS // count)
     for start in range(0, len(relinked), block_rows):
         targets = relinked[start : start + block_rows]
@@ -83,8 +82,18 @@ def update_neighbour_graph(features, previous_rows, previous_neighbours, previou
             offers = np.ascontiguousarray(block[new][:, unchanged].T)  # (unchanged, new in this block)
             offer_rows, offer_similarities = best_columns(offers, neighbours)
             merge_candidates(rows, similarities, unchanged, targets[new][offer_rows], offer_similarities)
+    return *best_first(rows, similarities), len(relinked)
+
+
+def inverse_lengths_of(features):
+    """1 / the length of each row, (N,); rows of zeros get a large finite value instead of infinity."""
+    return 1.0 / np.maximum(np.sqrt(ranking.squared_norms(features)), 1e-12)
+
+
+def best_first(rows, similarities):
+    """Each row's neighbours ordered by decreasing similarity: (N, K) int32 rows and float32 similarities."""
     order = np.argsort(-similarities, axis=1, kind="stable")
-    return np.take_along_axis(rows, order, axis=1).astype(np.int32), np.take_along_axis(similarities, order, axis=1), len(relinked)
+    return np.take_along_axis(rows, order, axis=1).astype(np.int32), np.take_along_axis(similarities, order, axis=1)
 
 
 def cosine_block(features, rows, inverse_lengths, first_column=0):
