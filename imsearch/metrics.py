@@ -1,9 +1,17 @@
 """Quality measures: reconstruction error of the autoencoder and retrieval quality of the index."""
 
+import concurrent.futures
+import os
+
 import numpy as np
 import tensorflow as tf
 
 from imsearch import InputError, data, encoding, graph, model, ranking
+
+METRIC_NAMES = ("map", "map_at_100", "precision_at_10", "precision_at_100", "knn_accuracy")
+# Queries ranked at a time in each thread: two blocks in flight hold what one block of 256 held before,
+# about 0.9 GB against 60,000 images with diffusion.
+METRICS_BLOCK = 128
 
 
 def reconstruction_error(autoencoder, paths, batch_size):
@@ -41,9 +49,9 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
     relevant_counts = np.append(np.bincount(database_codes, minlength=len(classes)), 0)  # Code -1: no relevant items.
     database_norms = ranking.squared_norms(database_features)
     exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
-    sums = {"map": 0.0, "map_at_100": 0.0, "precision_at_10": 0.0, "precision_at_100": 0.0, "knn_accuracy": 0.0}
-    for start in range(0, len(query_features), ranking.QUERY_BLOCK):
-        stop = start + ranking.QUERY_BLOCK
+
+    def block_sums(start):
+        stop = start + METRICS_BLOCK
         squared = ranking.squared_distances(query_features[start:stop], database_features, database_norms)
         excluded = exclude[start:stop]
         ranking.mask_excluded(squared, excluded, np.inf)
@@ -55,20 +63,29 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
         # The excluded row sorts last (infinite distance); it counts as neither relevant nor a neighbour.
         relevant = (ranked_codes == query_codes[start:stop, None]) & (ranked_rows != excluded[:, None])
         totals = relevant_counts[query_codes[start:stop]] - (excluded >= 0)
-        add_block_metrics(sums, relevant, np.maximum(totals, 1), ranked_codes[:, :neighbours], query_codes[start:stop])
+        return block_metrics(relevant, np.maximum(totals, 1), ranked_codes[:, :neighbours], query_codes[start:stop])
+
+    sums = dict.fromkeys(METRIC_NAMES, 0.0)
+    # Sorting every distance, the diffusion's products and the metrics release the GIL: blocks run on every core.
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as executor:
+        for block in executor.map(block_sums, range(0, len(query_features), METRICS_BLOCK)):
+            for name in METRIC_NAMES:
+                sums[name] += block[name]
     return {name: value / len(query_features) for name, value in sums.items()}
 
 
-def add_block_metrics(sums, relevant, totals, nearest_labels, query_labels):
-    """Add one block's per-query metrics to the running sums; relevant is (Q, N) in rank order."""
+def block_metrics(relevant, totals, nearest_labels, query_labels):
+    """One block's per-query metrics, summed over its queries; relevant is (Q, N) in rank order."""
     hits = np.cumsum(relevant, axis=1)
     ranks = np.arange(1, relevant.shape[1] + 1)
     precision_at_hits = np.where(relevant, hits / ranks, 0.0)
-    sums["map"] += float((precision_at_hits.sum(axis=1) / totals).sum())
-    sums["map_at_100"] += float((precision_at_hits[:, :100].sum(axis=1) / np.minimum(totals, 100)).sum())
-    sums["precision_at_10"] += float(hits[:, min(10, hits.shape[1]) - 1].sum() / 10)
-    sums["precision_at_100"] += float(hits[:, min(100, hits.shape[1]) - 1].sum() / 100)
-    sums["knn_accuracy"] += float(sum(majority_vote(labels) == label for labels, label in zip(nearest_labels, query_labels)))
+    return {
+        "map": float((precision_at_hits.sum(axis=1) / totals).sum()),
+        "map_at_100": float((precision_at_hits[:, :100].sum(axis=1) / np.minimum(totals, 100)).sum()),
+        "precision_at_10": float(hits[:, min(10, hits.shape[1]) - 1].sum() / 10),
+        "precision_at_100": float(hits[:, min(100, hits.shape[1]) - 1].sum() / 100),
+        "knn_accuracy": float(sum(majority_vote(labels) == label for labels, label in zip(nearest_labels, query_labels))),
+    }
 
 
 def majority_vote(labels):
