@@ -38,7 +38,7 @@ def neighbour_graph(features, neighbours=GRAPH_NEIGHBOURS):
     features = np.asarray(features, dtype=np.float32)
     count = len(features)
     inverse_lengths = inverse_lengths_of(features)
-    neighbours = max(0, min(neighbours, count - 1))
+    neighbours = neighbour_count(count, neighbours)
     # Each row's best K so far, unordered; -inf marks places not yet filled.
     rows = np.zeros((count, neighbours), dtype=np.int32)
     similarities = np.full((count, neighbours), -np.inf, dtype=np.float32)
@@ -52,6 +52,11 @@ def neighbour_graph(features, neighbours=GRAPH_NEIGHBOURS):
         offer_to_later_rows(rows, similarities, start, block[:, stop - start :])
         start = stop
     return best_first(rows, similarities)
+
+
+def neighbour_count(count, neighbours=GRAPH_NEIGHBOURS):
+    """How many neighbours each of count rows gets: as asked, but never more than the other rows."""
+    return max(0, min(neighbours, count - 1))
 
 
 def update_neighbour_graph(features, previous_rows, previous_neighbours, previous_similarities):

@@ -87,7 +87,7 @@ def add_neighbour_graph(feature_index, previous=None):
     previous: the index this one updates; its graph is reused for the rows it holds unchanged.
     """
     count = len(feature_index["paths"])
-    neighbours = max(0, min(graph.GRAPH_NEIGHBOURS, count - 1))
+    neighbours = graph.neighbour_count(count)
     print(f"linking each of {count} images to its {neighbours} nearest, for diffusion", file=sys.stderr, flush=True)
     previous_graph = None if previous is None else previous["neighbours"]
     if previous_graph is None or previous_graph.shape[1] != neighbours or previous["histograms"] != feature_index["histograms"]:
