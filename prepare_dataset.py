@@ -1,12 +1,12 @@
-"""Write a published dataset as an image folder: <root>/<name>/{train,test}/<class>/<n>.png."""
+"""Write a benchmark as an image folder: <root>/<name>/{train,test}/<class>/<image>."""
 
 import os
 
-from imsearch import cli, datasets
+from imsearch import cli, datasets, photos
 
-SOURCES = ("fashion-mnist", "digits", "mnist", "cifar10", "cifar100")
+SOURCES = ("fashion-mnist", "digits", "photos", "photos-small", "mnist", "cifar10", "cifar100")
 # Datasets that come with an installed package, so they need no --source.
-BUNDLED = ("fashion-mnist", "digits")
+BUNDLED = ("fashion-mnist", "digits", "photos", "photos-small")
 
 
 @cli.reports_errors
@@ -16,13 +16,19 @@ def main(argv=None):
     parser.add_argument("name", nargs="?", default="fashion-mnist", choices=SOURCES,
                         help="which dataset (default: fashion-mnist)")
     parser.add_argument("--source", default=None,
-                        help=f"folder of the downloaded files (default for fashion-mnist: {datasets.DEBIAN_FASHION_MNIST_DIR})")
+                        help=f"folder of the downloaded files (defaults: {datasets.DEBIAN_FASHION_MNIST_DIR} for fashion-mnist, "
+                             f"{photos.SHARE_DIR} holding Debian's wallpapers for photos)")
     settings, arguments = cli.parse_config(parser, argv)
     if arguments.name not in BUNDLED and not arguments.source:
         parser.error(f"{arguments.name} needs --source DIR, the folder holding its downloaded files")
     target_dir = os.path.join(settings.dataset_root_dir, arguments.name)
     if os.path.exists(target_dir):
         cli.log(f"{target_dir} already exists; nothing to do (remove it to prepare again)")
+        return
+    if arguments.name in ("photos", "photos-small"):
+        pictures = photos.find_photos(arguments.source or photos.SHARE_DIR)
+        build = photos.build_views if arguments.name == "photos" else photos.build_small_folder
+        cli.log(f"wrote {build(pictures, target_dir)} images of {len(pictures)} photographs to {target_dir}")
         return
     if arguments.name == "fashion-mnist":
         splits, class_names = datasets.load_fashion_mnist(arguments.source or datasets.DEBIAN_FASHION_MNIST_DIR), datasets.FASHION_MNIST_CLASSES

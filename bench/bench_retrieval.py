@@ -70,10 +70,10 @@ def print_ablation(model_path, index_path):
         part = feature_index | {"features": feature_index["features"][:, columns]}
         if diffusion:
             index.add_neighbour_graph(part)
-        operator = graph.diffusion_operator_of(part) if diffusion else None
+        diffusion_graph = graph.diffusion_graph_of(part) if diffusion else None
         figures = metrics.retrieval_metrics(ranking.postprocess_features(query_features[:, columns], metric), query_labels,
                                             ranking.postprocess_features(part["features"], metric), database_labels,
-                                            exclude, operator=operator)
+                                            exclude, diffusion_graph=diffusion_graph)
         print(f"{name}\tmAP {figures['map']:.4f}\tP@10 {figures['precision_at_10']:.4f}\t"
               f"kNN {figures['knn_accuracy']:.4f}\tseconds {time.perf_counter() - start:.0f}", flush=True)
 

@@ -116,12 +116,7 @@ def load_cifar_splits(source_dir, fine=True):
 
 def write_image_folders(splits, class_names, target_dir):
     """Write {split: (images, labels)} as target_dir/<split>/<class>/<n>.png, all at once or not at all."""
-    if os.path.exists(target_dir):
-        raise InputError(f"{target_dir}: already exists; remove it to prepare again")
-    parent = os.path.dirname(os.path.abspath(target_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging_dir = tempfile.mkdtemp(prefix=".preparing-", dir=parent)
-    try:
+    def write(staging_dir):
         jobs = []
         for split, (images, labels) in splits.items():
             for class_name in class_names:
@@ -133,11 +128,26 @@ def write_image_folders(splits, class_names, target_dir):
             for path, ok in executor.map(lambda job: (job[0], write_png(*job)), jobs):
                 if not ok:
                     raise InputError(f"{path}: could not be written; check free space")
+        return len(jobs)
+
+    return write_folder(target_dir, write)
+
+
+def write_folder(target_dir, write):
+    """Run write(staging_dir) in a staging folder beside target_dir, then rename it: all or nothing. Returns its count."""
+    if os.path.exists(target_dir):
+        raise InputError(f"{target_dir}: already exists; remove it to prepare again")
+    parent = os.path.dirname(os.path.abspath(target_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging_dir = tempfile.mkdtemp(prefix=".preparing-", dir=parent)
+    try:
+        count = write(staging_dir)
+        os.chmod(staging_dir, 0o755)  # mkdtemp makes it private; a dataset folder is for everyone to read.
         os.replace(staging_dir, target_dir)
     finally:
         if os.path.exists(staging_dir):
             shutil.rmtree(staging_dir)
-    return sum(len(images) for images, _ in splits.values())
+    return count
 
 
 def write_png(path, image):

@@ -1,4 +1,4 @@
-"""Hand-made shape features appended to the encoder's: histograms of gradient orientations."""
+"""Hand-made features appended to the encoder's: histograms of gradient orientations and of colours."""
 
 import tensorflow as tf
 
@@ -40,3 +40,28 @@ def gradient_histograms(images):
     blocks = blocks / (tf.norm(blocks, axis=-1, keepdims=True) + 1e-6)
     # The square root damps the few strong edges, which otherwise dominate every distance.
     return unit_rows(tf.sqrt(tf.reshape(blocks, (-1, HISTOGRAM_LENGTH))))
+
+
+# Hue is where colours differ most; saturation and value get coarse bins, so lighting edits move little.
+HUE_BINS, SATURATION_BINS, VALUE_BINS = 16, 4, 4
+COLOUR_HISTOGRAM_LENGTH = HUE_BINS * SATURATION_BINS * VALUE_BINS
+# Both histograms, as the encoder's features are followed by them.
+HISTOGRAMS_LENGTH = HISTOGRAM_LENGTH + COLOUR_HISTOGRAM_LENGTH
+
+
+def colour_histograms(images):
+    """(B, S, S, C) floats in [0, 1] -> (B, COLOUR_HISTOGRAM_LENGTH) unit-length square-rooted HSV histograms.
+
+    Gray images (C = 1) have neither hue nor saturation: they fill the value bins only.
+    """
+    rgb = images if images.shape[-1] == 3 else tf.repeat(images, 3, axis=-1)
+    hsv = tf.image.rgb_to_hsv(rgb)
+    def bin_of(channel, count):
+        return tf.minimum(tf.cast(hsv[..., channel] * count, tf.int32), count - 1)
+    bins = (bin_of(0, HUE_BINS) * SATURATION_BINS + bin_of(1, SATURATION_BINS)) * VALUE_BINS + bin_of(2, VALUE_BINS)
+    batch = tf.shape(images)[0]
+    slots = tf.range(batch)[:, None, None] * COLOUR_HISTOGRAM_LENGTH + bins
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(hsv[..., 0]), slots, batch * COLOUR_HISTOGRAM_LENGTH)
+    # The square root (Hellinger's kernel) keeps one large flat area, sky or wall, from outweighing the rest.
+    return unit_rows(tf.sqrt(tf.reshape(counts, (-1, COLOUR_HISTOGRAM_LENGTH))))
+

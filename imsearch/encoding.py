@@ -15,25 +15,34 @@ TRANSFORMS_IN_FLIGHT = 3
 
 def feature_length(encoder, histograms):
     """Length of the feature vectors encode_paths makes with this encoder and histogram setting."""
-    return encoder.output_shape[-1] + (descriptors.HISTOGRAM_LENGTH if histograms else 0)
+    return encoder.output_shape[-1] + (descriptors.HISTOGRAMS_LENGTH if histograms else 0)
 
 
-def make_encode_function(encoder, histograms=False):
+def make_encode_function(encoder, histograms=False, mirrored=False):
     """A compiled feature call on uint8 image batches: one tf.function trace, far cheaper than predict per call.
 
-    With histograms, the encoder's features and the gradient histograms are each scaled to unit length
-    and concatenated, so both count equally in every distance.
+    With histograms, the encoder's features, the gradient histograms and the colour histograms are each
+    scaled to unit length and concatenated, so each counts equally in every distance.
+    mirrored: each image's features are followed by those of its mirror image, (B, 2 * feature_length).
     """
     image_size, channels = model.image_shape_of(encoder)
+
+    def features_of(images):
+        features = encoder(images, training=False)
+        if not histograms:
+            return features
+        return tf.concat([descriptors.unit_rows(features), descriptors.gradient_histograms(images),
+                          descriptors.colour_histograms(images)], axis=1)
 
     # One trace serves every batch size; uint8 pixels cross into the graph at a quarter of float32's bytes.
     @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, channels), tf.uint8)])
     def encode(pixels):
         images = tf.cast(pixels, tf.float32) / 255.0
-        features = encoder(images, training=False)
-        if not histograms:
-            return features
-        return tf.concat([descriptors.unit_rows(features), descriptors.gradient_histograms(images)], axis=1)
+        if not mirrored:
+            return features_of(images)
+        both = features_of(tf.concat([images, tf.reverse(images, axis=[2])], axis=0))
+        count = tf.shape(images)[0]
+        return tf.concat([both[:count], both[count:]], axis=1)
 
     return lambda images: encode(tf.constant(images)).numpy()
 
@@ -43,6 +52,18 @@ def encode_paths(encoder, paths, batch_size, description="encoding", histograms=
     image_size, channels = model.image_shape_of(encoder)
     shape = (image_size, channels, feature_length(encoder, histograms))
     return transform_paths(make_encode_function(encoder, histograms), paths, shape, batch_size, description, stamps)
+
+
+def encode_queries(encoder, paths, batch_size, histograms=False):
+    """Features of the readable query images, those of their mirror images, and which paths were readable.
+
+    Search ranks each row by the nearer of the two, so a mirrored photo finds what the photo finds.
+    """
+    image_size, channels = model.image_shape_of(encoder)
+    length = feature_length(encoder, histograms)
+    both, readable = transform_paths(make_encode_function(encoder, histograms, mirrored=True), paths,
+                                     (image_size, channels, 2 * length), batch_size, "queries")
+    return both[:, :length], both[:, length:], readable
 
 
 def pixel_features(paths, image_size, channels, batch_size):

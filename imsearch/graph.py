@@ -1,6 +1,7 @@
 """The nearest-neighbour graph of an index, and diffusion re-ranking over it (Iscen et al., CVPR 2017)."""
 
 import concurrent.futures
+import dataclasses
 import os
 
 import numpy as np
@@ -17,7 +18,7 @@ DIFFUSION_STEPS = 20
 # Similarities are raised to this power so that weak links count for little.
 DIFFUSION_POWER = 3
 # Rows this similar to a query are copies of it: they rank first, whatever the diffusion says.
-DUPLICATE_SIMILARITY = 1 - 1e-5
+NEAR_COPY_SIMILARITY = 1 - 1e-5
 # Queries diffused at a time in each thread: two blocks in flight hold what one block of 256 held before.
 DIFFUSION_BLOCK = 128
 # The graph is built from blocks of this many similarities (128 MB of float32), whatever the index size.
@@ -183,8 +184,16 @@ def best_offers(later, beats, count):
     return receivers, candidate_rows, candidate_similarities
 
 
-def diffusion_operator_of(feature_index):
-    """The index's normalised graph affinity D^-1/2 W D^-1/2 (scipy CSR), or None when it has no graph.
+@dataclasses.dataclass(frozen=True)
+class DiffusionGraph:
+    """An index's neighbour graph ready for diffusion."""
+
+    operator: object  # The normalised affinity D^-1/2 W D^-1/2, a symmetric (N, N) scipy CSR matrix.
+    inverse_sqrt_degrees: np.ndarray  # D^-1/2 as (N,) float32: divides the bias towards well-linked rows out of the scores.
+
+
+def diffusion_graph_of(feature_index):
+    """The index's DiffusionGraph, or None when it has no neighbour graph.
 
     W links each row to its neighbours with weight similarity^DIFFUSION_POWER, made symmetric by taking
     the larger weight of the two directions.
@@ -199,17 +208,22 @@ def diffusion_operator_of(feature_index):
     affinity = scipy.sparse.csr_matrix((weights, (np.repeat(np.arange(count), neighbours.shape[1]), neighbours.ravel())),
                                        shape=(count, count))
     affinity = affinity.maximum(affinity.T)
-    scale = 1.0 / np.sqrt(np.maximum(np.asarray(affinity.sum(axis=1)).ravel(), 1e-12))
-    return (scipy.sparse.diags(scale) @ affinity @ scipy.sparse.diags(scale)).tocsr().astype(np.float32)
+    scale = (1.0 / np.sqrt(np.maximum(np.asarray(affinity.sum(axis=1)).ravel(), 1e-12))).astype(np.float32)
+    operator = (scipy.sparse.diags(scale) @ affinity @ scipy.sparse.diags(scale)).tocsr().astype(np.float32)
+    return DiffusionGraph(operator, scale)
 
 
-def diffuse(operator, similarities):
+def diffuse(diffusion_graph, similarities):
     """Diffusion scores (B, N), higher is better, for (B, N) cosine similarities (-inf for excluded rows).
 
-    Each query seeds its DIFFUSION_SEEDS most similar rows; the scores solve (I - alpha S) f = seeds by
-    conjugate gradients, so rows well connected to the seeds through the graph rank high. The cosine
-    similarity breaks ties among rows the diffusion does not reach, and copies of the query rank first.
+    Each query seeds its DIFFUSION_SEEDS most similar rows; conjugate gradients solve (I - alpha S) f = seeds,
+    so rows well connected to the seeds through the graph score high. With alpha near 1, f leans towards
+    S's leading eigenvector, D^1/2 1, whatever the query: dividing f by D^1/2 removes that lean, without
+    which a row with many strong links comes first for most queries of a folder of unrelated photos.
+    The cosine similarity breaks ties among rows the diffusion does not reach, and near copies of the query
+    (cosine similarity from NEAR_COPY_SIMILARITY) rank first, closest first.
     """
+    operator = diffusion_graph.operator
     seeds = min(DIFFUSION_SEEDS, similarities.shape[1])
     nearest = np.argpartition(-similarities, seeds - 1, axis=1)[:, :seeds]
     seeded = np.zeros_like(similarities)
@@ -225,20 +239,25 @@ def diffuse(operator, similarities):
         new_norms = np.einsum("ij,ij->j", residual, residual)
         direction = residual + (new_norms / np.maximum(residual_norms, 1e-20)) * direction
         residual_norms = new_norms
-    scores = scores.T + 1e-6 * similarities
-    return np.where(similarities >= DUPLICATE_SIMILARITY, scores + 1e6, scores)
+    scores = scores.T * diffusion_graph.inverse_sqrt_degrees + 1e-6 * similarities
+    return np.where(similarities >= NEAR_COPY_SIMILARITY, similarities + 1e6, scores)
 
 
-def rank_by_diffusion(query_features, database_features, operator, top_k, exclude):
-    """Like rank(), ordered by diffusion score; the distances reported are cosine distances (1 - cos)."""
+def rank_by_diffusion(query_features, database_features, diffusion_graph, top_k, exclude, mirrored_features=None):
+    """Like rank(), ordered by diffusion score; the distances reported are cosine distances (1 - cos).
+
+    mirrored_features: the queries' mirror images, (Q, D); each row's similarity is then the larger of the two.
+    """
     top_k = max(0, min(top_k, len(database_features) - int((exclude >= 0).any())))
     all_rows = np.zeros((len(query_features), top_k), dtype=np.int64)
     all_distances = np.zeros((len(query_features), top_k), dtype=np.float32)
 
     def rank_block(start):
         similarities = query_features[start : start + DIFFUSION_BLOCK] @ database_features.T
+        if mirrored_features is not None:
+            np.maximum(similarities, mirrored_features[start : start + DIFFUSION_BLOCK] @ database_features.T, out=similarities)
         ranking.mask_excluded(similarities, exclude[start : start + DIFFUSION_BLOCK], -np.inf)
-        scores = diffuse(operator, similarities)
+        scores = diffuse(diffusion_graph, similarities)
         nearest = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
         order = np.argsort(-np.take_along_axis(scores, nearest, axis=1), axis=1, kind="stable")
         rows = np.take_along_axis(nearest, order, axis=1)

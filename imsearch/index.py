@@ -8,7 +8,7 @@ import numpy as np
 
 from imsearch import InputError, data, encoding, graph, model, ranking, safeio
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 REQUIRED_KEYS = ("format_version", "paths", "labels", "stamps", "features", "model_sha256", "image_size", "channels",
                  "histograms", "neighbours", "neighbour_similarities")
 

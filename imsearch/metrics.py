@@ -36,12 +36,13 @@ def reconstruct_examples(autoencoder, paths):
 
 
 def retrieval_metrics(query_features, query_labels, database_features, database_labels, exclude=None, neighbours=10,
-                      operator=None):
+                      diffusion_graph=None, mirrored_features=None):
     """mAP, mAP@100, precision@10 and @100, and k-NN accuracy of Euclidean ranking; same-label is relevant.
 
     Features must already be post-processed. exclude gives, per query, a database row to leave out (-1: none).
-    operator: a graph from graph.diffusion_operator_of to rank by diffusion instead (unit-length features).
+    diffusion_graph: a graph from graph.diffusion_graph_of to rank by diffusion instead (unit-length features).
     AP@100 divides by min(relevant, 100), so a perfect top 100 scores 1.
+    mirrored_features: the queries' mirror images, post-processed likewise; rows are ranked by the nearer of the two.
     """
     classes, database_codes = np.unique(np.asarray(database_labels), return_inverse=True)
     code_of = {label: code for code, label in enumerate(classes.tolist())}
@@ -53,11 +54,14 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
     def block_sums(start):
         stop = start + METRICS_BLOCK
         squared = ranking.squared_distances(query_features[start:stop], database_features, database_norms)
+        if mirrored_features is not None:
+            np.minimum(squared, ranking.squared_distances(mirrored_features[start:stop], database_features, database_norms),
+                       out=squared)
         excluded = exclude[start:stop]
         ranking.mask_excluded(squared, excluded, np.inf)
-        if operator is not None:
+        if diffusion_graph is not None:
             # Between unit vectors cos = 1 - d^2 / 2; negated scores sort like distances.
-            squared = -graph.diffuse(operator, 1.0 - squared / 2)
+            squared = -graph.diffuse(diffusion_graph, 1.0 - squared / 2)
         ranked_rows = np.argsort(squared, axis=1, kind="stable")
         ranked_codes = database_codes[ranked_rows]
         # The excluded row sorts last (infinite distance); it counts as neither relevant nor a neighbour.
@@ -103,15 +107,17 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     if labels is None:
         raise InputError(f"{queries_dir}: queries need class subfolders (<class>/<image>) to be scored")
     query_paths = data.full_paths(queries_dir, relative_paths)
-    query_features, readable = encoding.encode_paths(encoder, query_paths, batch_size, "queries", feature_index["histograms"])
+    query_features, mirrored_features, readable = encoding.encode_queries(encoder, query_paths, batch_size,
+                                                                          feature_index["histograms"])
     query_paths = [path for path, ok in zip(query_paths, readable) if ok]
     query_labels = [label for label, ok in zip(labels, readable) if ok]
     exclude = ranking.rows_of_queries(feature_index, query_paths)
     database_labels = feature_index["labels"]
-    operator = graph.diffusion_operator_of(feature_index) if diffusion and metric == "cosine" else None
+    diffusion_graph = graph.diffusion_graph_of(feature_index) if diffusion and metric == "cosine" else None
     results = {"autoencoder": retrieval_metrics(
         ranking.postprocess_features(query_features, metric), query_labels,
-        ranking.postprocess_features(feature_index["features"], metric), database_labels, exclude, operator=operator)}
+        ranking.postprocess_features(feature_index["features"], metric), database_labels, exclude, diffusion_graph=diffusion_graph,
+        mirrored_features=ranking.postprocess_features(mirrored_features, metric))}
     image_size, channels = feature_index["image_size"], feature_index["channels"]
     database_paths = data.full_paths(feature_index["dataset_dir"], feature_index["paths"])
     database_pixels, database_readable = encoding.pixel_features(database_paths, image_size, channels, batch_size)

@@ -187,32 +187,53 @@ def rows_of_queries(feature_index, query_paths):
 def search(encoder, feature_index, query_paths, top_k, metric, batch_size, approximate=None, diffusion=False):
     """Rank the index for each readable query: (readable query paths, (Q, k) rows, (Q, k) distances).
 
+    Each row is ranked by the nearer of the query and its mirror image, so a mirrored copy finds the same.
     approximate: a faiss index from load_approximate, used when built for this metric; None ranks exactly.
     diffusion: re-rank cosine results over the index's neighbour graph when it has one; distances stay cosine.
     """
-    features, readable = encoding.encode_paths(
-        encoder, query_paths, batch_size, description="queries", histograms=feature_index["histograms"]
-    )
+    features, mirrored, readable = encoding.encode_queries(encoder, query_paths, batch_size, feature_index["histograms"])
     readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
     exclude = rows_of_queries(feature_index, readable_paths)
+    both = postprocess_features(np.concatenate([features, mirrored]), metric)
     if approximate is not None and metric == feature_index.get("approximate_metric", "euclidean"):
-        rows, distances = search_approximate(approximate, postprocess_features(features, metric), top_k + 1)
+        rows, distances = nearer_of_mirrors(*search_approximate(approximate, both, top_k + 1), top_k + 1)
         if metric == "cosine":
             distances = distances**2 / 2  # Unit vectors: the cosine distance, as exact search reports it.
         return (readable_paths, *drop_excluded(rows, distances, exclude, top_k))
-    operator = graph.diffusion_operator_of(feature_index) if diffusion and metric == "cosine" else None
-    if diffusion and metric == "cosine" and operator is None:
+    diffusion_graph = graph.diffusion_graph_of(feature_index) if diffusion and metric == "cosine" else None
+    if diffusion and metric == "cosine" and diffusion_graph is None:
         print("note: the index has no neighbour graph (shards, --no-diffusion or a large index); ranking by cosine alone",
               file=sys.stderr)
-    query_features = postprocess_features(features, metric)
     database_features = postprocess_features(feature_index["features"], metric)
-    if operator is not None:
-        return (readable_paths, *graph.rank_by_diffusion(query_features, database_features, operator, top_k, exclude))
-    rows, distances = rank(query_features, database_features, top_k, exclude, prefix=prefix_of(feature_index, metric))
+    if diffusion_graph is not None:
+        query_features, mirrored_features = np.split(both, 2)
+        return (readable_paths, *graph.rank_by_diffusion(query_features, database_features, diffusion_graph, top_k, exclude,
+                                                         mirrored_features))
+    rows, distances = nearer_of_mirrors(*rank(both, database_features, top_k, np.concatenate([exclude, exclude]),
+                                              prefix=prefix_of(feature_index, metric)), top_k)
     if metric == "cosine":
         # Between unit vectors |a - b|^2 = 2 (1 - cos), so this reports the cosine distance itself.
         distances = distances**2 / 2
     return readable_paths, rows, distances
+
+
+def nearer_of_mirrors(rows, distances, top_k):
+    """Merge the results of 2Q queries, Q queries followed by their mirror images, into Q: each row once, nearest first.
+
+    The k nearest rows by the nearer of two distances are among the k nearest of either, so merging the two
+    lists is exact. faiss's -1 fillers are kept, at infinite distance, for drop_excluded to remove.
+    """
+    count = len(rows) // 2
+    rows = np.concatenate([rows[:count], rows[count:]], axis=1)
+    distances = np.where(rows >= 0, np.concatenate([distances[:count], distances[count:]], axis=1), np.inf)
+    # Sorted by row, then distance: a row's later copies are the farther ones, and are pushed to the end.
+    by_row = np.lexsort((distances, rows), axis=1)
+    rows, distances = np.take_along_axis(rows, by_row, axis=1), np.take_along_axis(distances, by_row, axis=1)
+    repeated = np.zeros(rows.shape, dtype=bool)
+    repeated[:, 1:] = (rows[:, 1:] == rows[:, :-1]) & (rows[:, 1:] >= 0)
+    distances = np.where(repeated, np.inf, distances)
+    order = np.argsort(distances, axis=1, kind="stable")[:, :top_k]
+    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(distances, order, axis=1)
 
 
 def prefix_of(feature_index, metric):

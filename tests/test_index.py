@@ -178,14 +178,14 @@ def two_chains(points=20):
 def test_diffusion_follows_the_manifold():
     database = two_chains()
     index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(database, neighbours=3)))
-    operator = graph.diffusion_operator_of(index)
-    assert abs(operator - operator.T).max() < 1e-6  # Symmetric, as conjugate gradients need.
+    diffusion_graph = graph.diffusion_graph_of(index)
+    assert abs(diffusion_graph.operator - diffusion_graph.operator.T).max() < 1e-6  # Symmetric, as conjugate gradients need.
     # A query at the start of the first chain: by cosine, the end of the first chain is farther than
     # part of the second chain, but diffusion ranks the whole first chain first.
     query = unit(np.array([[1.0, -0.1, 0.9]], dtype=np.float32))
     cosine_order = np.argsort(-(query @ database.T)[0])
     assert (cosine_order[:20] >= 20).sum() > 5
-    rows, distances = graph.rank_by_diffusion(query, database, operator, 20, np.array([-1]))
+    rows, distances = graph.rank_by_diffusion(query, database, diffusion_graph, 20, np.array([-1]))
     assert sorted(rows[0].tolist()) == list(range(20))
     assert np.allclose(distances[0], 1 - (query @ database.T)[0][rows[0]], atol=1e-6)
 
@@ -193,17 +193,17 @@ def test_diffusion_follows_the_manifold():
 def test_diffusion_leaves_the_excluded_row_out():
     database = two_chains(10)
     index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(database, neighbours=3)))
-    rows, _ = graph.rank_by_diffusion(database[[2]], database, graph.diffusion_operator_of(index), 50, np.array([2]))
+    rows, _ = graph.rank_by_diffusion(database[[2]], database, graph.diffusion_graph_of(index), 50, np.array([2]))
     assert rows.shape == (1, 19) and 2 not in rows[0]
 
 
-def test_diffusion_operator_is_none_without_a_graph():
-    assert graph.diffusion_operator_of({"neighbours": None, "neighbour_similarities": None}) is None
+def test_diffusion_graph_is_none_without_a_neighbour_graph():
+    assert graph.diffusion_graph_of({"neighbours": None, "neighbour_similarities": None}) is None
 
 
 def test_diffusion_ranks_copies_of_the_query_first():
     database = two_chains()
     index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(database, neighbours=3)))
     # The chain's end point is poorly connected, so diffusion alone would rank its neighbours above it.
-    rows, distances = graph.rank_by_diffusion(database[[19]], database, graph.diffusion_operator_of(index), 3, np.array([-1]))
+    rows, distances = graph.rank_by_diffusion(database[[19]], database, graph.diffusion_graph_of(index), 3, np.array([-1]))
     assert rows[0][0] == 19 and distances[0][0] < 1e-6
