@@ -224,6 +224,7 @@ def nearer_of_mirrors(rows, distances, top_k):
     lists is exact. faiss's -1 fillers are kept, at infinite distance, for drop_excluded to remove.
     """
     count = len(rows) // 2
+    top_k = min(top_k, rows.shape[1])  # Each list holds that many different rows: so does their union.
     rows = np.concatenate([rows[:count], rows[count:]], axis=1)
     distances = np.where(rows >= 0, np.concatenate([distances[:count], distances[count:]], axis=1), np.inf)
     # Sorted by row, then distance: a row's later copies are the farther ones, and are pushed to the end.

@@ -207,3 +207,13 @@ def test_diffusion_ranks_copies_of_the_query_first():
     # The chain's end point is poorly connected, so diffusion alone would rank its neighbours above it.
     rows, distances = graph.rank_by_diffusion(database[[19]], database, graph.diffusion_graph_of(index), 3, np.array([-1]))
     assert rows[0][0] == 19 and distances[0][0] < 1e-6
+
+
+def test_nearer_of_mirrors_keeps_each_row_once_at_its_nearer_distance():
+    # Two queries, then their mirror images; -1 is faiss's filler where it found fewer rows.
+    rows = np.array([[4, 2, 7], [5, -1, -1], [2, 9, 4], [6, 5, -1]])
+    distances = np.array([[0.1, 0.3, 0.5], [0.4, 0.0, 0.0], [0.05, 0.2, 0.6], [0.1, 0.2, 0.0]], dtype=np.float32)
+    merged_rows, merged_distances = ranking.nearer_of_mirrors(rows, distances, 3)
+    assert merged_rows.tolist() == [[2, 4, 9], [6, 5, -1]]
+    assert np.allclose(merged_distances[0], [0.05, 0.1, 0.2]) and np.allclose(merged_distances[1][:2], [0.1, 0.2])
+    assert np.isinf(merged_distances[1][2])  # faiss's filler stays last, for drop_excluded to remove.
