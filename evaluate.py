@@ -8,7 +8,6 @@ from imsearch import InputError, cli, data, index, metrics, model, pictures, ran
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size", "diffusion")
 EXAMPLE_COUNT = 8
-METRIC_NAMES = ("map", "map_at_100", "precision_at_10", "precision_at_100", "knn_accuracy")
 
 
 def read_training_config(model_path):
@@ -29,9 +28,9 @@ def report_retrieval(settings, autoencoder):
         settings.diffusion,
     )
     print(f"\nretrieval: {results['queries']} queries against {results['database']} indexed images")
-    print("method\t" + "\t".join(METRIC_NAMES))
+    print("method\t" + "\t".join(metrics.METRIC_NAMES))
     for method in ("autoencoder", "pixels_euclidean", "pixels_cosine"):
-        print(method + "\t" + "\t".join(f"{results[method][name]:.4f}" for name in METRIC_NAMES))
+        print(method + "\t" + "\t".join(f"{results[method][name]:.4f}" for name in metrics.METRIC_NAMES))
     safeio.atomic_write_bytes(os.path.join(settings.output_dir, "metrics.json"), json.dumps(results, indent=2).encode())
     map_features = ranking.postprocess_features(feature_index["features"], settings.metric)
     pictures.plot_feature_map(map_features, feature_index["labels"], os.path.join(settings.output_dir, "feature_map.png"))

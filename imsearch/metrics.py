@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from imsearch import InputError, data, encoding, graph, model, ranking
 
-METRIC_NAMES = ("map", "map_at_100", "precision_at_10", "precision_at_100", "knn_accuracy")
+METRIC_NAMES = ("map", "map_at_100", "precision_at_1", "precision_at_10", "precision_at_100", "knn_accuracy", "top_hit_share")
 # Queries ranked at a time in each thread: two blocks in flight hold what one block of 256 held before,
 # about 0.9 GB against 60,000 images with diffusion.
 METRICS_BLOCK = 128
@@ -37,11 +37,12 @@ def reconstruct_examples(autoencoder, paths):
 
 def retrieval_metrics(query_features, query_labels, database_features, database_labels, exclude=None, neighbours=10,
                       diffusion_graph=None, mirrored_features=None):
-    """mAP, mAP@100, precision@10 and @100, and k-NN accuracy of Euclidean ranking; same-label is relevant.
+    """mAP, mAP@100, precision@1, @10 and @100, k-NN accuracy and top-hit share of Euclidean ranking; same label is relevant.
 
     Features must already be post-processed. exclude gives, per query, a database row to leave out (-1: none).
     diffusion_graph: a graph from graph.diffusion_graph_of to rank by diffusion instead (unit-length features).
-    AP@100 divides by min(relevant, 100), so a perfect top 100 scores 1.
+    AP@100 divides by min(relevant, 100), so a perfect top 100 scores 1. top_hit_share is the largest share
+    of the queries whose first hit is one and the same image: near 1 when one image comes first for everything.
     mirrored_features: the queries' mirror images, post-processed likewise; rows are ranked by the nearer of the two.
     """
     classes, database_codes = np.unique(np.asarray(database_labels), return_inverse=True)
@@ -67,15 +68,18 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
         # The excluded row sorts last (infinite distance); it counts as neither relevant nor a neighbour.
         relevant = (ranked_codes == query_codes[start:stop, None]) & (ranked_rows != excluded[:, None])
         totals = relevant_counts[query_codes[start:stop]] - (excluded >= 0)
-        return block_metrics(relevant, np.maximum(totals, 1), ranked_codes[:, :neighbours], query_codes[start:stop])
+        top_hits = np.bincount(ranked_rows[:, 0], minlength=len(database_features))
+        return block_metrics(relevant, np.maximum(totals, 1), ranked_codes[:, :neighbours], query_codes[start:stop]), top_hits
 
-    sums = dict.fromkeys(METRIC_NAMES, 0.0)
+    sums = dict.fromkeys(METRIC_NAMES[:-1], 0.0)
+    top_hits = np.zeros(len(database_features), dtype=np.int64)
     # Sorting every distance, the diffusion's products and the metrics release the GIL: blocks run on every core.
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as executor:
-        for block in executor.map(block_sums, range(0, len(query_features), METRICS_BLOCK)):
-            for name in METRIC_NAMES:
+        for block, block_top_hits in executor.map(block_sums, range(0, len(query_features), METRICS_BLOCK)):
+            top_hits += block_top_hits
+            for name in sums:
                 sums[name] += block[name]
-    return {name: value / len(query_features) for name, value in sums.items()}
+    return {name: value / len(query_features) for name, value in sums.items()} | {"top_hit_share": top_hits.max() / len(query_features)}
 
 
 def block_metrics(relevant, totals, nearest_labels, query_labels):
@@ -86,6 +90,7 @@ def block_metrics(relevant, totals, nearest_labels, query_labels):
     return {
         "map": float((precision_at_hits.sum(axis=1) / totals).sum()),
         "map_at_100": float((precision_at_hits[:, :100].sum(axis=1) / np.minimum(totals, 100)).sum()),
+        "precision_at_1": float(hits[:, 0].sum()),
         "precision_at_10": float(hits[:, min(10, hits.shape[1]) - 1].sum() / 10),
         "precision_at_100": float(hits[:, min(100, hits.shape[1]) - 1].sum() / 100),
         "knn_accuracy": float(sum(majority_vote(labels) == label for labels, label in zip(nearest_labels, query_labels))),
