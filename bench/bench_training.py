@@ -24,10 +24,10 @@ class EpochTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def images_per_second(inputs, count, epochs, **fit_arguments):
-    """Fit a fresh default model; images/s of the median epoch after the first (which traces)."""
+def images_per_second(inputs, count, epochs, shape=(28, 1), **fit_arguments):
+    """Fit a fresh default model for (image size, channels); images/s of the median epoch after the first (which traces)."""
     settings = config.DEFAULTS
-    autoencoder = model.build_autoencoder(28, 1, settings)
+    autoencoder = model.build_autoencoder(*shape, settings)
     model.compile_autoencoder(autoencoder, settings, steps_per_epoch=-(-count // settings.batch_size))
     timer = EpochTimer()
     autoencoder.fit(inputs, epochs=epochs, callbacks=[timer], verbose=0, **fit_arguments)
