@@ -94,8 +94,10 @@ def table_rows(name, epochs, max_queries):
     query_pixels, _ = encoding.pixel_features(query_paths, image_size, channels, batch_size)
     encoder_length = encoder.output_shape[-1]
     gradient_end = encoder_length + descriptors.HISTOGRAM_LENGTH
-    parts = [("encoder", slice(0, encoder_length)), ("gradient histograms", slice(encoder_length, gradient_end)),
-             ("colour histograms", slice(gradient_end, None)), ("**default**: all three", slice(None))]
+    parts = [("encoder", slice(0, encoder_length)), ("gradient histograms", slice(encoder_length, gradient_end))]
+    if channels == 3:
+        parts.append(("colour histograms", slice(gradient_end, None)))
+    parts.append((f"**default**: all {len(parts)} parts", slice(None)))
     rows = []
     for reranked in (False, True):
         start = time.perf_counter()

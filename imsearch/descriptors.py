@@ -45,17 +45,16 @@ def gradient_histograms(images):
 # Hue is where colours differ most; saturation and value get coarse bins, so lighting edits move little.
 HUE_BINS, SATURATION_BINS, VALUE_BINS = 16, 4, 4
 COLOUR_HISTOGRAM_LENGTH = HUE_BINS * SATURATION_BINS * VALUE_BINS
-# Both histograms, as the encoder's features are followed by them.
-HISTOGRAMS_LENGTH = HISTOGRAM_LENGTH + COLOUR_HISTOGRAM_LENGTH
+
+
+def histograms_length(channels):
+    """Length of the histograms that follow the encoder's features: gradients, and colours for colour images."""
+    return HISTOGRAM_LENGTH + (COLOUR_HISTOGRAM_LENGTH if channels == 3 else 0)
 
 
 def colour_histograms(images):
-    """(B, S, S, C) floats in [0, 1] -> (B, COLOUR_HISTOGRAM_LENGTH) unit-length square-rooted HSV histograms.
-
-    Gray images (C = 1) have neither hue nor saturation: they fill the value bins only.
-    """
-    rgb = images if images.shape[-1] == 3 else tf.repeat(images, 3, axis=-1)
-    hsv = tf.image.rgb_to_hsv(rgb)
+    """(B, S, S, 3) RGB floats in [0, 1] -> (B, COLOUR_HISTOGRAM_LENGTH) unit-length square-rooted HSV histograms."""
+    hsv = tf.image.rgb_to_hsv(images)
     def bin_of(channel, count):
         return tf.minimum(tf.cast(hsv[..., channel] * count, tf.int32), count - 1)
     bins = (bin_of(0, HUE_BINS) * SATURATION_BINS + bin_of(1, SATURATION_BINS)) * VALUE_BINS + bin_of(2, VALUE_BINS)

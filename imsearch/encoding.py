@@ -15,14 +15,15 @@ TRANSFORMS_IN_FLIGHT = 3
 
 def feature_length(encoder, histograms):
     """Length of the feature vectors encode_paths makes with this encoder and histogram setting."""
-    return encoder.output_shape[-1] + (descriptors.HISTOGRAMS_LENGTH if histograms else 0)
+    _, channels = model.image_shape_of(encoder)
+    return encoder.output_shape[-1] + (descriptors.histograms_length(channels) if histograms else 0)
 
 
 def make_encode_function(encoder, histograms=False, mirrored=False):
     """A compiled feature call on uint8 image batches: one tf.function trace, far cheaper than predict per call.
 
-    With histograms, the encoder's features, the gradient histograms and the colour histograms are each
-    scaled to unit length and concatenated, so each counts equally in every distance.
+    With histograms, the encoder's features, the gradient histograms and, for colour models, the colour
+    histograms are each scaled to unit length and concatenated, so each counts equally in every distance.
     mirrored: each image's features are followed by those of its mirror image, (B, 2 * feature_length).
     """
     image_size, channels = model.image_shape_of(encoder)
@@ -31,8 +32,11 @@ def make_encode_function(encoder, histograms=False, mirrored=False):
         features = encoder(images, training=False)
         if not histograms:
             return features
-        return tf.concat([descriptors.unit_rows(features), descriptors.gradient_histograms(images),
-                          descriptors.colour_histograms(images)], axis=1)
+        parts = [descriptors.unit_rows(features), descriptors.gradient_histograms(images)]
+        # A gray image's colour histogram is four brightness bins: too little to earn a third of every distance.
+        if channels == 3:
+            parts.append(descriptors.colour_histograms(images))
+        return tf.concat(parts, axis=1)
 
     # One trace serves every batch size; uint8 pixels cross into the graph at a quarter of float32's bytes.
     @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, channels), tf.uint8)])
