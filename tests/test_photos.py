@@ -76,7 +76,7 @@ def test_prepare_photos_names_the_packages_to_install(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "out" / "photos")
 
 
-def test_find_photos_takes_one_file_per_picture(tmp_path):
+def test_find_photos_takes_one_file_per_picture(tmp_path, capsys):
     plasma = tmp_path / "wallpapers" / "Path" / "contents" / "images"
     plasma.mkdir(parents=True)
     for name, side in (("640x480.jpg", 64), ("2560x1600.jpg", 256)):
@@ -84,6 +84,10 @@ def test_find_photos_takes_one_file_per_picture(tmp_path):
     found = photos.find_photos(str(tmp_path))
     assert found["path"] == str(plasma / "2560x1600.jpg")
     assert not [name for name in found if name in photos.WALLPAPER_PHOTOS and name != "path"]
+    # The other wallpaper photographs are missing: one warning says how many, and what to install.
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith(f"warning: {len(photos.WALLPAPER_PHOTOS) - 1} of the {len(photos.WALLPAPER_PHOTOS)} ")
+    assert "mate-backgrounds" in warning and len(warning.splitlines()) == 1
 
 
 @pytest.fixture(scope="module")
