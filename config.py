@@ -56,7 +56,7 @@ class Config:
     approximate_above: int = option(200_000, "index size from which auto builds the approximate index; exact search is fast enough below")
     update: bool = option(False, "re-encode only new or changed images (path, size, mtime) and drop deleted ones")
     shard: str = option("", "encode only shard i of n (as i/n, 0-based) so machines can index a folder in parallel")
-    histograms: bool = option(True, "append histograms of gradient orientations (shape) and of HSV colours to the encoder's features")
+    histograms: bool = option(True, "append histograms of gradient orientations (shape) and, for colour models, of HSV colours to the encoder's features")
     diffusion: bool = option(True, "re-rank cosine results by diffusion over the index's nearest-neighbour graph, so images linked to the query's neighbours rank high")
     top_k: int = option(10, "hits reported per query")
     metric: str = option("cosine", "distance used to rank the index; cosine beat Euclidean on every feature tried", choices=("euclidean", "cosine"))

@@ -17,7 +17,7 @@ def main(argv=None):
                         help="which dataset (default: fashion-mnist)")
     parser.add_argument("--source", default=None,
                         help=f"folder of the downloaded files (defaults: {datasets.DEBIAN_FASHION_MNIST_DIR} for fashion-mnist, "
-                             f"{photos.SHARE_DIR} holding Debian's wallpapers for photos)")
+                             f"{photos.SHARE_DIR} holding Debian's wallpapers for photos and photos-small)")
     settings, arguments = cli.parse_config(parser, argv)
     if arguments.name not in BUNDLED and not arguments.source:
         parser.error(f"{arguments.name} needs --source DIR, the folder holding its downloaded files")

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPOSITORY_DIR)
+from common import REPOSITORY_DIR
+from imsearch import ranking
 
 SETS = ("fashion-mnist", "digits", "photos", "photos-small")
 DATASET_ROOT = os.path.join(REPOSITORY_DIR, "dataset")
@@ -36,7 +36,7 @@ def run_script(argv):
 
 
 def prepare(name, epochs):
-    """Dataset, model and default index of a set, made where missing: (train dir, test dir, output dir)."""
+    """Dataset and model of a set made where missing, and its default index made anew: (train, test, output dir)."""
     train_dir, test_dir = (os.path.join(DATASET_ROOT, name, split) for split in ("train", "test"))
     output_dir = os.path.join(OUTPUT_ROOT, name)
     if not os.path.isdir(train_dir):
@@ -50,9 +50,9 @@ def prepare(name, epochs):
     return train_dir, test_dir, output_dir
 
 
-def unit(features):
-    """Rows scaled to unit length."""
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+def cosine_rows(features):
+    """Rows scaled to unit length, as cosine ranking takes them."""
+    return ranking.postprocess_features(features, "cosine")
 
 
 def score(database, queries, mirrored, database_labels, query_labels, diffusion_graph):
@@ -87,7 +87,7 @@ def table_rows(name, epochs, max_queries):
         relative_paths, query_labels = [relative_paths[i] for i in chosen], [query_labels[i] for i in chosen]
     query_paths = data.full_paths(test_dir, relative_paths)
     batch_size = config.DEFAULTS.encode_batch_size
-    queries, mirrored, _ = encoding.encode_queries(encoder, query_paths, batch_size, histograms=True)
+    queries, mirrored, _ = encoding.encode_queries(encoder, query_paths, batch_size, histograms=feature_index["histograms"])
     database, database_labels = feature_index["features"], feature_index["labels"]
     image_size, channels = feature_index["image_size"], feature_index["channels"]
     database_pixels, _ = encoding.pixel_features(data.full_paths(train_dir, feature_index["paths"]), image_size, channels, batch_size)
@@ -101,14 +101,14 @@ def table_rows(name, epochs, max_queries):
     rows = []
     for reranked in (False, True):
         start = time.perf_counter()
-        pixels = unit(database_pixels)
-        metrics = score(pixels, unit(query_pixels), None, database_labels, query_labels, graph_of(pixels) if reranked else None)
+        pixels = cosine_rows(database_pixels)
+        metrics = score(pixels, cosine_rows(query_pixels), None, database_labels, query_labels, graph_of(pixels) if reranked else None)
         rows.append(("raw pixels (no mirror)", reranked, metrics))
         for part, columns in parts:
-            part_database = unit(database[:, columns])
+            part_database = cosine_rows(database[:, columns])
             default = columns == slice(None)
             diffusion_graph = (graph_of(part_database, feature_index if default else None)) if reranked else None
-            metrics = score(part_database, unit(queries[:, columns]), unit(mirrored[:, columns]), database_labels, query_labels,
+            metrics = score(part_database, cosine_rows(queries[:, columns]), cosine_rows(mirrored[:, columns]), database_labels, query_labels,
                             diffusion_graph)
             rows.append((part, reranked, metrics))
         print(f"{name}: {'diffusion' if reranked else 'cosine'} rows in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)

@@ -27,7 +27,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
 
     previous: an index of the same model whose rows are kept for unchanged files (path, size, mtime).
     shard: (i, n) to take only every n-th image from the i-th, so n machines can share a folder.
-    histograms: append gradient histograms to the encoder's features (see encoding.make_encode_function).
+    histograms: append gradient and colour histograms to the encoder's features (see encoding.make_encode_function).
     The neighbour graph for diffusion is left empty; add_neighbour_graph fills it.
     """
     if previous is not None and previous["histograms"] != histograms:

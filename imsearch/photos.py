@@ -80,10 +80,14 @@ def find_photos(share_dir=SHARE_DIR):
     install = f"apt-get install {' '.join(sorted(missing))}"
     if not photos:
         raise InputError(f"no wallpaper photographs under {share_dir}; install them with: {install}")
+    extra = skimage_photos()
+    if len(extra) < len(SKIMAGE_PHOTOS):
+        data.warn(f"{len(SKIMAGE_PHOTOS) - len(extra)} of scikit-image's {len(SKIMAGE_PHOTOS)} photographs are missing, "
+                  "so the benchmark differs from README's; install it with: pip install -r requirements.txt")
     if missing:
         data.warn(f"{len(WALLPAPER_PHOTOS) - len(photos)} of the {len(WALLPAPER_PHOTOS)} wallpaper photographs are "
                   f"missing, so the benchmark differs from README's; install them with: {install}")
-    return photos | skimage_photos()
+    return photos | extra
 
 
 def skimage_photos():

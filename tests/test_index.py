@@ -217,3 +217,17 @@ def test_nearer_of_mirrors_keeps_each_row_once_at_its_nearer_distance():
     assert merged_rows.tolist() == [[2, 4, 9], [6, 5, -1]]
     assert np.allclose(merged_distances[0], [0.05, 0.1, 0.2]) and np.allclose(merged_distances[1][:2], [0.1, 0.2])
     assert np.isinf(merged_distances[1][2])  # faiss's filler stays last, for drop_excluded to remove.
+
+
+def test_near_copies_rank_first_in_order_of_similarity():
+    database = two_chains()
+    # Three near copies of row 19 (cosine 1, about 0.996 and 0.98), beside its chain neighbours.
+    copies = unit(database[[19, 19, 19]] + np.array([[0, 0, 0], [0.1, 0, 0], [0.2, 0, 0.1]], dtype=np.float32))
+    with_copies = np.concatenate([database, copies])
+    index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(with_copies, neighbours=3)))
+    rows, _ = graph.rank_by_diffusion(database[[19]], with_copies, graph.diffusion_graph_of(index), 10, np.array([19]))
+    similarities = with_copies[rows[0]] @ database[19]
+    near = int((similarities >= graph.NEAR_COPY_SIMILARITY).sum())
+    # Every near copy comes before every other row, the exact copy first, and they are in order of similarity.
+    assert near >= 3 and rows[0][0] == 40 and (similarities[near:] < graph.NEAR_COPY_SIMILARITY).all()
+    assert (np.diff(similarities[:near]) <= 0).all()
