@@ -4,7 +4,7 @@ import json
 import os
 
 import config
-from imsearch import InputError, cli, data, index, metrics, model, pictures, ranking, safeio, training
+from imsearch import InputError, cli, data, index, metrics, model, pictures, safeio, training, vectors
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size", "diffusion")
 EXAMPLE_COUNT = 8
@@ -32,7 +32,7 @@ def report_retrieval(settings, autoencoder):
     for method in ("autoencoder", "pixels_euclidean", "pixels_cosine"):
         print(method + "\t" + "\t".join(f"{results[method][name]:.4f}" for name in metrics.METRIC_NAMES))
     safeio.atomic_write_bytes(os.path.join(settings.output_dir, "metrics.json"), json.dumps(results, indent=2).encode())
-    map_features = ranking.postprocess_features(feature_index["features"], settings.metric)
+    map_features = vectors.postprocess_features(feature_index["features"], settings.metric)
     pictures.plot_feature_map(map_features, feature_index["labels"], os.path.join(settings.output_dir, "feature_map.png"))
 
 

@@ -4,7 +4,7 @@ import os
 import sys
 
 import config
-from imsearch import InputError, cli, data, gallery, index, model, pictures, ranking, safeio
+from imsearch import InputError, cli, data, gallery, index, model, pictures, ranking, safeio, vectors
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
           "images", "html_path", "encode_batch_size", "seed", "diffusion")
@@ -64,7 +64,7 @@ def load_indexes(index_paths, autoencoder, settings):
     else:
         feature_index = indexes[0]
         approximate = index.load_approximate(index_paths[0], feature_index) if settings.approximate != "never" else None
-    feature_index["features"] = ranking.postprocess_features(feature_index["features"], settings.metric, in_place=True)
+    feature_index["features"] = vectors.postprocess_features(feature_index["features"], settings.metric, in_place=True)
     return feature_index, approximate
 
 

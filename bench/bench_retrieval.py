@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from common import REPOSITORY_DIR
-from imsearch import ranking
+from imsearch import vectors
 
 SETS = ("fashion-mnist", "digits", "photos", "photos-small")
 DATASET_ROOT = os.path.join(REPOSITORY_DIR, "dataset")
@@ -52,7 +52,7 @@ def prepare(name, epochs):
 
 def cosine_rows(features):
     """Rows scaled to unit length, as cosine ranking takes them."""
-    return ranking.postprocess_features(features, "cosine")
+    return vectors.postprocess_features(features, "cosine")
 
 
 def score(database, queries, mirrored, database_labels, query_labels, diffusion_graph):

@@ -7,7 +7,7 @@ import numpy as np
 
 import common
 import config
-from imsearch import encoding, model, ranking
+from imsearch import encoding, model, ranking, vectors
 
 FASHION_TEST_DIR = "dataset/fashion-mnist/test"
 
@@ -33,12 +33,12 @@ def real_features(model_path, metric):
     batch_size = config.DEFAULTS.encode_batch_size
     database, _ = encoding.encode_paths(encoder, common.real_image_paths(60000), batch_size)
     queries, _ = encoding.encode_paths(encoder, common.real_image_paths(1000, FASHION_TEST_DIR), batch_size)
-    return database, ranking.postprocess_features(database, metric), ranking.postprocess_features(queries, metric)
+    return database, vectors.postprocess_features(database, metric), vectors.postprocess_features(queries, metric)
 
 
 def exact_ms(queries, database, top_k, batched, prefix=None):
     """Median ms per query of the suite's exact ranking, all queries in one call or one per call."""
-    norms = ranking.squared_norms(database)
+    norms = vectors.squared_norms(database)
     if batched:
         seconds = common.median_seconds(lambda: ranking.rank(queries, database, top_k, database_norms=norms), 3)
     else:

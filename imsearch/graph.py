@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from imsearch import ranking
+from imsearch import vectors
 
 # One setting for every folder, chosen across the benchmark sets (see docs/photos.md): with the scores
 # divided by sqrt(degree), 15 neighbours serve classes of thousands and folders of unrelated photos alike.
@@ -98,7 +98,7 @@ def update_neighbour_graph(features, previous_rows, previous_neighbours, previou
 
 def inverse_lengths_of(features):
     """1 / the length of each row, (N,); rows of zeros get a large finite value instead of infinity."""
-    return 1.0 / np.maximum(np.sqrt(ranking.squared_norms(features)), 1e-12)
+    return 1.0 / np.maximum(np.sqrt(vectors.squared_norms(features)), 1e-12)
 
 
 def best_first(rows, similarities):
@@ -109,7 +109,7 @@ def best_first(rows, similarities):
 
 def cosine_block(features, rows, inverse_lengths, first_column=0):
     """Cosine similarities of features[rows] with features[first_column:], (B, N - first_column); -inf with itself."""
-    block = ranking.postprocess_features(features[rows], "cosine") @ features[first_column:].T
+    block = vectors.postprocess_features(features[rows], "cosine") @ features[first_column:].T
     block *= inverse_lengths[first_column:]
     block[np.arange(len(rows)), rows - first_column] = -np.inf  # Not its own neighbour.
     return block
@@ -258,7 +258,7 @@ def rank_by_diffusion(query_features, database_features, diffusion_graph, top_k,
         similarities = query_features[start : start + DIFFUSION_BLOCK] @ database_features.T
         if mirrored_features is not None:
             np.maximum(similarities, mirrored_features[start : start + DIFFUSION_BLOCK] @ database_features.T, out=similarities)
-        ranking.mask_excluded(similarities, exclude[start : start + DIFFUSION_BLOCK], -np.inf)
+        vectors.mask_excluded(similarities, exclude[start : start + DIFFUSION_BLOCK], -np.inf)
         scores = diffuse(diffusion_graph, similarities)
         nearest = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
         order = np.argsort(-np.take_along_axis(scores, nearest, axis=1), axis=1, kind="stable")

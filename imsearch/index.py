@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from imsearch import InputError, data, encoding, graph, model, ranking, safeio
+from imsearch import InputError, data, encoding, graph, model, ranking, safeio, vectors
 
 FORMAT_VERSION = 3
 REQUIRED_KEYS = ("format_version", "paths", "labels", "stamps", "features", "model_sha256", "image_size", "channels",
@@ -145,7 +145,7 @@ def save_index(feature_index, index_path, approximate="never", approximate_above
     if approximate == "always" or (approximate == "auto" and len(feature_index["paths"]) >= approximate_above):
         import faiss
 
-        unit_features = ranking.postprocess_features(feature_index["features"], metric)
+        unit_features = vectors.postprocess_features(feature_index["features"], metric)
         payload = faiss.serialize_index(ranking.build_approximate(unit_features)).tobytes()
         feature_index["approximate_metric"] = metric
         safeio.atomic_write_bytes(approximate_path, payload)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from imsearch import InputError, data, encoding, graph, model, ranking
+from imsearch import InputError, data, encoding, graph, model, ranking, vectors
 
 METRIC_NAMES = ("map", "map_at_100", "precision_at_1", "precision_at_10", "precision_at_100", "knn_accuracy", "top_hit_share")
 # Queries ranked at a time in each thread: two blocks in flight hold what one block of 256 held before,
@@ -49,17 +49,17 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
     code_of = {label: code for code, label in enumerate(classes.tolist())}
     query_codes = np.array([code_of.get(label, -1) for label in query_labels])
     relevant_counts = np.append(np.bincount(database_codes, minlength=len(classes)), 0)  # Code -1: no relevant items.
-    database_norms = ranking.squared_norms(database_features)
+    database_norms = vectors.squared_norms(database_features)
     exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
 
     def block_sums(start):
         stop = start + METRICS_BLOCK
-        squared = ranking.squared_distances(query_features[start:stop], database_features, database_norms)
+        squared = vectors.squared_distances(query_features[start:stop], database_features, database_norms)
         if mirrored_features is not None:
-            np.minimum(squared, ranking.squared_distances(mirrored_features[start:stop], database_features, database_norms),
+            np.minimum(squared, vectors.squared_distances(mirrored_features[start:stop], database_features, database_norms),
                        out=squared)
         excluded = exclude[start:stop]
-        ranking.mask_excluded(squared, excluded, np.inf)
+        vectors.mask_excluded(squared, excluded, np.inf)
         if diffusion_graph is not None:
             # Between unit vectors cos = 1 - d^2 / 2; negated scores sort like distances.
             squared = -graph.diffuse(diffusion_graph, 1.0 - squared / 2)
@@ -120,9 +120,9 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     database_labels = feature_index["labels"]
     diffusion_graph = graph.diffusion_graph_of(feature_index) if diffusion and metric == "cosine" else None
     results = {"autoencoder": retrieval_metrics(
-        ranking.postprocess_features(query_features, metric), query_labels,
-        ranking.postprocess_features(feature_index["features"], metric), database_labels, exclude, diffusion_graph=diffusion_graph,
-        mirrored_features=ranking.postprocess_features(mirrored_features, metric))}
+        vectors.postprocess_features(query_features, metric), query_labels,
+        vectors.postprocess_features(feature_index["features"], metric), database_labels, exclude, diffusion_graph=diffusion_graph,
+        mirrored_features=vectors.postprocess_features(mirrored_features, metric))}
     image_size, channels = feature_index["image_size"], feature_index["channels"]
     database_paths = data.full_paths(feature_index["dataset_dir"], feature_index["paths"])
     database_pixels, database_readable = encoding.pixel_features(database_paths, image_size, channels, batch_size)
@@ -131,8 +131,8 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     query_pixels, _ = encoding.pixel_features(query_paths, image_size, channels, batch_size)
     for pixel_metric in ("euclidean", "cosine"):
         results[f"pixels_{pixel_metric}"] = retrieval_metrics(
-            ranking.postprocess_features(query_pixels, pixel_metric), query_labels,
-            ranking.postprocess_features(database_pixels, pixel_metric), database_labels, exclude)
+            vectors.postprocess_features(query_pixels, pixel_metric), query_labels,
+            vectors.postprocess_features(database_pixels, pixel_metric), database_labels, exclude)
     return results | {"queries": len(query_paths), "database": len(database_paths)}
 
 
@@ -151,6 +151,6 @@ def validation_retrieval(model_path, settings):
     for rows in (validation_rows, train_rows):
         paths = data.full_paths(settings.dataset_dir, [relative_paths[row] for row in rows])
         features, readable = encoding.encode_paths(encoder, paths, settings.encode_batch_size, histograms=settings.histograms)
-        sides.append((ranking.postprocess_features(features, "cosine"), [labels[row] for row, ok in zip(rows, readable) if ok]))
+        sides.append((vectors.postprocess_features(features, "cosine"), [labels[row] for row, ok in zip(rows, readable) if ok]))
     (query_features, query_labels), (database_features, database_labels) = sides
     return retrieval_metrics(query_features, query_labels, database_features, database_labels)

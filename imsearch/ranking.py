@@ -5,10 +5,8 @@ import sys
 
 import numpy as np
 
-from imsearch import encoding, graph
+from imsearch import encoding, graph, vectors
 
-# Rows whose length is this close to 1 count as normalised already (float32 rounding of a unit row is ~1e-7).
-UNIT_LENGTH_TOLERANCE = 1e-5
 # Queries are ranked in blocks so the distance matrix stays small (block x database floats).
 QUERY_BLOCK = 256
 # Lists probed per query by the approximate index: recall@10 >= 0.95 at 1M rows in bench/bench_search.py.
@@ -34,37 +32,8 @@ PREFIX_BLOCK_ROWS = 16384
 PREFIX_SLACK = 1e-4
 
 
-def postprocess_features(features, metric, in_place=False):
-    """The one place features are transformed for ranking: L2-normalised for cosine, as-is for Euclidean.
-
-    in_place: normalise the given float32 array itself rather than a copy, for a caller that gives it up.
-    Rows already of unit length (or zero) come back as they are, so post-processing twice copies nothing.
-    """
-    features = np.asarray(features, dtype=np.float32)
-    if metric != "cosine":
-        return features
-    norms = np.sqrt(squared_norms(features))[:, None]  # Not np.linalg.norm: it squares a copy of every row.
-    if np.all((np.abs(norms - 1.0) <= UNIT_LENGTH_TOLERANCE) | (norms == 0.0)):
-        return features
-    in_place = in_place and features.flags.writeable  # An array unpickled from bytes may be read-only.
-    return np.divide(features, np.maximum(norms, 1e-12), out=features if in_place else None)
 
 
-def mask_excluded(matrix, excluded, value):
-    """Set matrix[i, excluded[i]] to value for every block row i whose excluded row is >= 0 (in place)."""
-    matrix[np.flatnonzero(excluded >= 0), excluded[excluded >= 0]] = value
-
-
-def squared_norms(features):
-    """Row-wise squared L2 norms, (N, D) -> (N,)."""
-    return np.einsum("ij,ij->i", features, features)
-
-
-def squared_distances(queries, database, database_norms):
-    """(Q, N) squared Euclidean distances as |q|^2 - 2 q.x + |x|^2: one matrix product, no loop over items."""
-    squared = database_norms[None, :] - 2.0 * queries @ database.T
-    squared += squared_norms(queries)[:, None]
-    return squared
 
 
 def rank(query_features, database_features, top_k, exclude=None, database_norms=None, prefix=None):
@@ -72,7 +41,7 @@ def rank(query_features, database_features, top_k, exclude=None, database_norms=
 
     query_features: (Q, D) and database_features: (N, D), already post-processed.
     exclude: optional (Q,) database row per query to leave out (the query itself), -1 for none.
-    database_norms: squared_norms(database_features), when the caller keeps them between calls.
+    database_norms: vectors.squared_norms(database_features), when the caller keeps them between calls.
     prefix: build_prefix_bound(database_features), which makes a few queries much cheaper (see rank_pruned).
     Returns (Q, k) int64 indices and (Q, k) float32 Euclidean distances, k = min(top_k, rows available).
     """
@@ -83,13 +52,13 @@ def rank(query_features, database_features, top_k, exclude=None, database_norms=
         results = [rank_pruned(query, database_features, prefix, top_k, row) for query, row in zip(query_features, exclude)]
         return (np.array([rows for rows, _ in results], dtype=np.int64).reshape(-1, top_k),
                 np.array([distances for _, distances in results], dtype=np.float32).reshape(-1, top_k))
-    database_norms = squared_norms(database_features) if database_norms is None else database_norms
+    database_norms = vectors.squared_norms(database_features) if database_norms is None else database_norms
     all_indices = np.zeros((len(query_features), top_k), dtype=np.int64)
     all_distances = np.zeros((len(query_features), top_k), dtype=np.float32)
     for start in range(0, len(query_features) if top_k else 0, QUERY_BLOCK):
         block = query_features[start : start + QUERY_BLOCK]
-        squared = squared_distances(block, database_features, database_norms)
-        mask_excluded(squared, exclude[start : start + QUERY_BLOCK], np.inf)
+        squared = vectors.squared_distances(block, database_features, database_norms)
+        vectors.mask_excluded(squared, exclude[start : start + QUERY_BLOCK], np.inf)
         nearest = np.argpartition(squared, top_k - 1, axis=1)[:, :top_k]
         nearest_squared = np.take_along_axis(squared, nearest, axis=1)
         order = nearest_squared.argsort(axis=1, kind="stable")
@@ -99,7 +68,7 @@ def rank(query_features, database_features, top_k, exclude=None, database_norms=
 
 
 def build_prefix_bound(features, metric, seed=0):
-    """(basis (D, p), bounds (p + 2, N)) for rank_pruned over postprocess_features(features, metric), or None.
+    """(basis (D, p), bounds (p + 2, N)) for rank_pruned over vectors.postprocess_features(features, metric), or None.
 
     basis holds the p principal axes of the post-processed features; each column of bounds is a row x's
     coordinates on them, the length of its remainder off them, and -|x|^2 / 2. It is stored column by
@@ -109,18 +78,18 @@ def build_prefix_bound(features, metric, seed=0):
     if length <= PREFIX_LENGTH or count == 0:
         return None
     fit_rows = np.random.default_rng(seed).choice(count, size=min(count, PREFIX_FIT_ROWS), replace=False)
-    sample = postprocess_features(features[np.sort(fit_rows)], metric)
+    sample = vectors.postprocess_features(features[np.sort(fit_rows)], metric)
     sample -= sample.mean(axis=0)
     _, axes = np.linalg.eigh((sample.T @ sample).astype(np.float64))
     basis = np.ascontiguousarray(axes[:, ::-1][:, :PREFIX_LENGTH], dtype=np.float32)  # Largest variance first.
     bounds = np.zeros((PREFIX_LENGTH + 2, count), dtype=np.float32)
     for start in range(0, count, PREFIX_BLOCK_ROWS):
-        block = postprocess_features(features[start : start + PREFIX_BLOCK_ROWS], metric)
+        block = vectors.postprocess_features(features[start : start + PREFIX_BLOCK_ROWS], metric)
         coordinates = block @ basis
         columns = slice(start, start + len(block))
         bounds[:PREFIX_LENGTH, columns] = coordinates.T
         bounds[PREFIX_LENGTH, columns] = np.linalg.norm(block - coordinates @ basis.T, axis=1)
-        bounds[PREFIX_LENGTH + 1, columns] = -0.5 * squared_norms(block)
+        bounds[PREFIX_LENGTH + 1, columns] = -0.5 * vectors.squared_norms(block)
     return basis, bounds
 
 
@@ -194,7 +163,7 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     features, mirrored, readable = encoding.encode_queries(encoder, query_paths, batch_size, feature_index["histograms"])
     readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
     exclude = rows_of_queries(feature_index, readable_paths)
-    both = postprocess_features(np.concatenate([features, mirrored]), metric)
+    both = vectors.postprocess_features(np.concatenate([features, mirrored]), metric)
     if approximate is not None and metric == feature_index.get("approximate_metric", "euclidean"):
         rows, distances = nearer_of_mirrors(*search_approximate(approximate, both, top_k + 1), top_k + 1)
         if metric == "cosine":
@@ -204,7 +173,7 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     if diffusion and metric == "cosine" and diffusion_graph is None:
         print("note: the index has no neighbour graph (shards, --no-diffusion or a large index); ranking by cosine alone",
               file=sys.stderr)
-    database_features = postprocess_features(feature_index["features"], metric)
+    database_features = vectors.postprocess_features(feature_index["features"], metric)
     if diffusion_graph is not None:
         query_features, mirrored_features = np.split(both, 2)
         return (readable_paths, *graph.rank_by_diffusion(query_features, database_features, diffusion_graph, top_k, exclude,

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from imsearch import InputError, graph, ranking, safeio
+from imsearch import InputError, graph, ranking, safeio, vectors
 
 
 def brute_force(queries, database, top_k):
@@ -45,9 +45,9 @@ def structured_features(count, length, noise, seed):
 @pytest.mark.parametrize("metric, noise, top_k", [("euclidean", 0.05, 10), ("cosine", 0.05, 25), ("euclidean", 3.0, 10)])
 def test_pruned_ranking_is_exact(metric, noise, top_k):
     # Noise of 3.0 swamps the subspace, so the bound rules out little and the single-product path runs.
-    features = ranking.postprocess_features(structured_features(3000, 300, noise, seed=1), metric)
+    features = vectors.postprocess_features(structured_features(3000, 300, noise, seed=1), metric)
     prefix = ranking.build_prefix_bound(features, metric)
-    queries = ranking.postprocess_features(structured_features(12, 300, noise, seed=2), metric)
+    queries = vectors.postprocess_features(structured_features(12, 300, noise, seed=2), metric)
     queries[3] = features[40]  # A query that is also in the database, left out below.
     exclude = np.full(len(queries), -1)
     exclude[3] = 40
@@ -64,21 +64,21 @@ def test_prefix_bound_is_skipped_for_short_rows():
 
 def test_cosine_postprocessing_in_place_and_twice_copies_nothing():
     features = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]], dtype=np.float32)
-    normalised = ranking.postprocess_features(features, "cosine", in_place=True)
+    normalised = vectors.postprocess_features(features, "cosine", in_place=True)
     assert normalised is features and np.allclose(features[0], [0.6, 0.8])
-    assert ranking.postprocess_features(normalised, "cosine") is normalised  # Already unit length.
+    assert vectors.postprocess_features(normalised, "cosine") is normalised  # Already unit length.
     read_only = np.array([[3.0, 4.0]], dtype=np.float32)
     read_only.flags.writeable = False
-    assert np.allclose(ranking.postprocess_features(read_only, "cosine", in_place=True), [[0.6, 0.8]])
+    assert np.allclose(vectors.postprocess_features(read_only, "cosine", in_place=True), [[0.6, 0.8]])
     assert np.array_equal(read_only, [[3.0, 4.0]])
 
 
 def test_cosine_postprocessing_normalises_rows():
     features = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
-    normalised = ranking.postprocess_features(features, "cosine")
+    normalised = vectors.postprocess_features(features, "cosine")
     assert np.allclose(normalised[0], [0.6, 0.8]) and np.all(np.isfinite(normalised))
-    assert ranking.postprocess_features(features, "euclidean") is not None
-    assert np.array_equal(ranking.postprocess_features(features, "euclidean"), features)
+    assert vectors.postprocess_features(features, "euclidean") is not None
+    assert np.array_equal(vectors.postprocess_features(features, "euclidean"), features)
 
 
 @pytest.mark.parametrize("protocol", [3, 4, 5])
@@ -139,7 +139,7 @@ def test_neighbour_graph_matches_brute_force_and_skips_self(monkeypatch, sparse_
 
 def brute_force_graph(features, neighbours):
     """Each row's nearest other rows by cosine, from the full similarity matrix."""
-    unit_features = ranking.postprocess_features(features, "cosine")
+    unit_features = vectors.postprocess_features(features, "cosine")
     full = unit_features @ unit_features.T
     np.fill_diagonal(full, -np.inf)
     rows = np.argsort(-full, axis=1, kind="stable")[:, :neighbours]

@@ -10,7 +10,7 @@ import numpy as np
 
 import index_dataset
 import search
-from imsearch import index, ranking
+from imsearch import index, vectors
 
 
 def run_search(capsys, model_path, index_paths, query, top_k=5, extra=()):
@@ -60,7 +60,7 @@ def assert_graph_as_fresh(updated, folder, model_path, tmp_path):
     # The encoder's results differ in the last bits between batch sizes.
     assert updated["paths"] == fresh["paths"] and np.allclose(updated["features"], fresh["features"], atol=1e-5)
     assert np.allclose(updated["neighbour_similarities"], fresh["neighbour_similarities"], atol=1e-5)
-    unit_features = ranking.postprocess_features(updated["features"], "cosine")
+    unit_features = vectors.postprocess_features(updated["features"], "cosine")
     listed = np.einsum("ij,ikj->ik", unit_features, unit_features[updated["neighbours"]])
     assert np.allclose(listed, updated["neighbour_similarities"], atol=1e-5)
 
