@@ -140,7 +140,7 @@ def infer_image_shape(paths, sample_count=200):
         height, width = sizes.pop()
         side = min(height, width)
         if side <= LARGEST_INFERRED_SIZE:
-            # Two stride-2 stages halve the side twice, so the side must be a multiple of 4.
+            # The default network halves the side twice; train.py rounds further for more --filters.
             return max(8, -(-side // 4) * 4), channels
     return VARIED_IMAGE_SIZE, channels
 

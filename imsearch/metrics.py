@@ -45,10 +45,13 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
     of the queries whose first hit is one and the same image: near 1 when one image comes first for everything.
     mirrored_features: the queries' mirror images, post-processed likewise; rows are ranked by the nearer of the two.
     """
-    classes, database_codes = np.unique(np.asarray(database_labels), return_inverse=True)
-    code_of = {label: code for code, label in enumerate(classes.tolist())}
+    classes = sorted({label for label in database_labels if label is not None})
+    code_of = {label: code for code, label in enumerate(classes)}
+    # Unlabelled images (None: at the root of a labelled folder) get codes that match nothing: -2 in the
+    # database, -1 for queries, which relevant_counts[-1] = 0 counts as having no relevant images.
+    database_codes = np.array([code_of.get(label, -2) for label in database_labels])
     query_codes = np.array([code_of.get(label, -1) for label in query_labels])
-    relevant_counts = np.append(np.bincount(database_codes, minlength=len(classes)), 0)  # Code -1: no relevant items.
+    relevant_counts = np.append(np.bincount(database_codes[database_codes >= 0], minlength=len(classes)), 0)
     database_norms = vectors.squared_norms(database_features)
     exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
 
@@ -111,6 +114,10 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     relative_paths, labels = data.list_images(queries_dir)
     if labels is None:
         raise InputError(f"{queries_dir}: queries need class subfolders (<class>/<image>) to be scored")
+    unlabelled = sum(label is None for label in labels)
+    if unlabelled:
+        data.warn(f"skipped {unlabelled} queries at the root of {queries_dir}: only images in class subfolders can be scored")
+        relative_paths, labels = labelled_only(relative_paths, labels)
     query_paths = data.full_paths(queries_dir, relative_paths)
     query_features, mirrored_features, readable = encoding.encode_queries(encoder, query_paths, batch_size,
                                                                           feature_index["histograms"])
@@ -136,6 +143,12 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     return results | {"queries": len(query_paths), "database": len(database_paths)}
 
 
+def labelled_only(items, labels):
+    """items and labels without the unlabelled (None) ones."""
+    kept = [(item, label) for item, label in zip(items, labels) if label is not None]
+    return [item for item, _ in kept], [label for _, label in kept]
+
+
 def validation_retrieval(model_path, settings):
     """Retrieval metrics of a trained model with its validation split as queries and its training split as database.
 
@@ -146,6 +159,7 @@ def validation_retrieval(model_path, settings):
     if labels is None:
         raise InputError(f"{settings.dataset_dir}: tuning scores retrieval by class, so it needs class subfolders")
     train_rows, validation_rows = data.split_indices(len(relative_paths), settings.validation_fraction, settings.seed)
+    validation_rows = [row for row in validation_rows if labels[row] is not None]  # An unlabelled query cannot be scored.
     encoder = model.encoder_of(model.load_autoencoder(model_path))
     sides = []
     for rows in (validation_rows, train_rows):

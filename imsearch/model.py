@@ -10,10 +10,16 @@ from imsearch import InputError
 ENCODER_LAYER = "encoder"
 
 
+def size_multiple(filters):
+    """What the image side must be a multiple of: each convolution in filters halves it."""
+    return 2 ** len(filters)
+
+
 def build_autoencoder(image_size, channels, settings):
     """Functional conv autoencoder; the layer named `encoder` outputs the feature vector."""
-    if image_size % 4:
-        raise InputError(f"--image-size must be a multiple of 4 (two halvings), got {image_size}")
+    multiple = size_multiple(settings.filters)
+    if image_size % multiple:
+        raise InputError(f"--image-size must be a multiple of {multiple} for {len(settings.filters)} --filters, got {image_size}")
     inputs = keras.Input(shape=(image_size, image_size, channels), name="image")
     x = inputs
     for index, filters in enumerate(settings.filters):

@@ -82,7 +82,8 @@ def plot_feature_map(features, labels, path, max_points=5000, seed=0):
 
     rows = np.random.default_rng(seed).permutation(len(features))[:max_points]
     points = decomposition.PCA(n_components=2, random_state=seed).fit_transform(features[rows])
-    labels = np.asarray(labels)[rows]
+    # Images at the root of a labelled folder have no class (None): they share one legend entry.
+    labels = np.array(["(no class)" if label is None else label for label in labels], dtype=object)[rows]
     figure, axes = pyplot.subplots(figsize=(7, 6))
     colours = pyplot.get_cmap("tab10" if len(set(labels)) <= 10 else "tab20")
     for number, label in enumerate(sorted(set(labels))):

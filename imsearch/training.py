@@ -156,9 +156,10 @@ def train(settings):
     strategy = distribution_strategy()  # Before any TensorFlow op: collective ops are configured at startup.
     train_paths, validation_paths = split_folder(settings.dataset_dir, settings.validation_fraction, settings.seed)
     settings = resolve_image_shape(settings, train_paths + validation_paths)
-    if settings.image_size % 4:
-        settings = dataclasses.replace(settings, image_size=-(-settings.image_size // 4) * 4)
-        data.warn(f"image size rounded up to {settings.image_size}, a multiple of 4 as the network needs")
+    multiple = model.size_multiple(settings.filters)
+    if settings.image_size % multiple:
+        settings = dataclasses.replace(settings, image_size=-(-settings.image_size // multiple) * multiple)
+        data.warn(f"image size rounded up to {settings.image_size}: each of the {len(settings.filters)} --filters halves it")
     train_paths = data.keep_readable(train_paths, settings.image_size, settings.channels)
     validation_paths = data.keep_readable(validation_paths, settings.image_size, settings.channels) if validation_paths else []
     if not validation_paths:

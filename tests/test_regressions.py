@@ -1,0 +1,49 @@
+"""Regression tests for bugs found by reading the code (issue 14): each failed before its fix."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+
+import evaluate
+import index_dataset
+import train
+from imsearch import metrics, model, pictures
+
+
+def test_three_filters_round_the_image_size_to_what_three_halvings_need(gray_dataset, tmp_path, capsys):
+    train.main(["--dataset", str(gray_dataset / "train"), "--output", str(tmp_path), "--epochs", "1",
+                "--batch-size", "16", "--latent-dim", "8", "--filters", "4", "8", "8"])
+    assert "image size rounded up to 32" in capsys.readouterr().err
+    autoencoder = model.load_autoencoder(str(tmp_path / "autoencoder.keras"))
+    assert model.image_shape_of(autoencoder) == (32, 1)
+    assert autoencoder.output_shape[1:3] == (32, 32)
+
+
+def test_retrieval_metrics_take_unlabelled_images_as_relevant_to_nothing():
+    features = np.eye(4, dtype=np.float32)
+    scores = metrics.retrieval_metrics(features[:2], ["a", None], features, ["a", None, "b", None])
+    # Query "a" finds its one relevant image first (AP 1); the unlabelled query has nothing relevant (AP 0).
+    assert scores["map"] == 0.5
+    assert scores["precision_at_1"] == 0.5
+
+
+def test_feature_map_draws_unlabelled_images(tmp_path):
+    features = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    pictures.plot_feature_map(features, ["a", "b", None, "a", None, "b"], str(tmp_path / "map.png"))
+    assert cv2.imread(str(tmp_path / "map.png")) is not None
+
+
+def test_evaluate_skips_queries_at_the_root_of_a_labelled_folder(gray_model, gray_dataset, tmp_path, capsys):
+    database, queries = tmp_path / "database", tmp_path / "queries"
+    shutil.copytree(gray_dataset / "train", database)
+    shutil.copytree(gray_dataset / "test", queries)
+    shutil.copy(gray_dataset / "train" / "disc" / "000.png", database / "loose.png")
+    shutil.copy(gray_dataset / "test" / "disc" / "000.png", queries / "loose.png")
+    model_path, index_path = str(gray_model / "autoencoder.keras"), str(tmp_path / "features.pkl")
+    index_dataset.main(["--dataset", str(database), "--model", model_path, "--index", index_path])
+    evaluate.main(["--model", model_path, "--output", str(tmp_path), "--index", index_path, "--queries", str(queries)])
+    assert "skipped 1 queries" in capsys.readouterr().err
+    scores = json.loads((tmp_path / "metrics.json").read_text())
+    assert (scores["queries"], scores["database"]) == (9, 49)
