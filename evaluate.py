@@ -4,20 +4,10 @@ import json
 import os
 
 import config
-from imsearch import InputError, cli, data, index, metrics, model, pictures, safeio, training, vectors
+from imsearch import cli, data, index, metrics, model, pictures, safeio, training, vectors
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size", "diffusion")
 EXAMPLE_COUNT = 8
-
-
-def read_training_config(model_path):
-    """The config train.py saved beside the model."""
-    config_path = training.config_path_for(model_path)
-    try:
-        with open(config_path) as file:
-            return json.load(file)
-    except (OSError, ValueError):
-        raise InputError(f"{config_path}: training config missing or unreadable; run train.py to make it") from None
 
 
 def report_retrieval(settings, autoencoder):
@@ -41,7 +31,7 @@ def main(argv=None):
     """Parse flags, measure reconstruction error, write reconstructions.png, print the figures."""
     settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, FIELDS), argv)
     autoencoder = model.load_autoencoder(settings.model_path)
-    trained = read_training_config(settings.model_path)
+    trained = training.read_training_config(settings.model_path)
     _, validation_paths = training.split_folder(trained["dataset_dir"], trained["validation_fraction"], trained["seed"])
     results = {"validation": metrics.reconstruction_error(autoencoder, validation_paths, settings.encode_batch_size)}
     # --dataset counts only when given: its default names the default training folder, not a second one.

@@ -31,12 +31,30 @@ def split_folder(dataset_dir, validation_fraction, seed):
     return [paths[i] for i in train_indices], [paths[i] for i in validation_indices]
 
 
-class AtomicBestCheckpoint(keras.callbacks.Callback):
-    """Save the model whenever val_loss improves, through a temporary file, so the file is always whole."""
+def read_training_config(model_path):
+    """The config train.py saved beside the model, checked to describe that very model file."""
+    config_path = config_path_for(model_path)
+    try:
+        with open(config_path) as file:
+            record = json.load(file)
+    except (OSError, ValueError):
+        raise InputError(f"{config_path}: training config missing or unreadable; run train.py to make it") from None
+    if not isinstance(record, dict) or record.get("model_sha256") != safeio.sha256_of_file(model_path):
+        raise InputError(f"{config_path}: does not describe {model_path} (a training run stopped midway?); "
+                         "finish the run with train.py, which resumes it")
+    return record
 
-    def __init__(self, model_path, best=float("inf")):
+
+class AtomicBestCheckpoint(keras.callbacks.Callback):
+    """Save the model whenever val_loss improves, with its config JSON, each through a temporary file.
+
+    The JSON records the model file's SHA-256 and is renamed into place first: a run killed between the two
+    renames leaves a JSON that names a model file which is not there, and read_training_config says so.
+    """
+
+    def __init__(self, model_path, record, best=float("inf")):
         super().__init__()
-        self.model_path = model_path
+        self.model_path, self.record = model_path, record
         self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
@@ -45,6 +63,8 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
             self.best = loss
             with safeio.atomic_path(self.model_path) as temporary_path:
                 self.model.save(temporary_path)
+                record = self.record | {"model_sha256": safeio.sha256_of_file(temporary_path)}
+                safeio.atomic_write_bytes(config_path_for(self.model_path), json.dumps(record, indent=2).encode())
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -124,12 +144,12 @@ def read_history(csv_path, completed_epochs):
     return [row | {"epoch": int(row["epoch"])} for row in rows if row["epoch"] <= completed_epochs]
 
 
-def make_callbacks(settings, model_path, resume_dir, history_rows):
+def make_callbacks(settings, model_path, record, resume_dir, history_rows):
     """Best checkpoint, resume state, history CSV and plot, TensorBoard, and optional early stopping."""
     logs_dir = os.path.join(settings.output_dir, "logs")
     best = min((row["val_loss"] for row in history_rows if "val_loss" in row), default=float("inf"))
     callbacks = [
-        AtomicBestCheckpoint(model_path, best),
+        AtomicBestCheckpoint(model_path, record, best),
         HistoryWriter(os.path.join(logs_dir, HISTORY_FILE), os.path.join(settings.output_dir, LOSS_PLOT_FILE), history_rows),
         ResumeState(resume_dir),
         keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0),
@@ -189,9 +209,8 @@ def train(settings):
     with contextlib.redirect_stdout(sys.stderr):
         autoencoder.fit(
             train_data, validation_data=validation_data, epochs=settings.epochs, initial_epoch=completed_epochs,
-            callbacks=make_callbacks(settings, model_path, resume_dir, history_rows),
+            callbacks=make_callbacks(settings, model_path, record, resume_dir, history_rows),
             verbose=1 if sys.stderr.isatty() else 2, shuffle=False,
         )
-    safeio.atomic_write_bytes(config_path_for(model_path), json.dumps(record, indent=2).encode())
     shutil.rmtree(resume_dir, ignore_errors=True)  # The run is complete: nothing left to resume.
     return model_path, read_history(os.path.join(settings.output_dir, "logs", HISTORY_FILE), settings.epochs)

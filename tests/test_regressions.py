@@ -9,7 +9,7 @@ import numpy as np
 import evaluate
 import index_dataset
 import train
-from imsearch import metrics, model, pictures
+from imsearch import metrics, model, pictures, safeio
 
 
 def test_three_filters_round_the_image_size_to_what_three_halvings_need(gray_dataset, tmp_path, capsys):
@@ -47,3 +47,18 @@ def test_evaluate_skips_queries_at_the_root_of_a_labelled_folder(gray_model, gra
     assert "skipped 1 queries" in capsys.readouterr().err
     scores = json.loads((tmp_path / "metrics.json").read_text())
     assert (scores["queries"], scores["database"]) == (9, 49)
+
+
+def test_evaluate_refuses_a_training_config_written_for_another_model(gray_model, gray_dataset, tmp_path, capsys):
+    from conftest import fails_with
+
+    run = tmp_path / "run"
+    shutil.copytree(gray_model, run)
+    saved = json.loads((run / "autoencoder.json").read_text())
+    assert saved["model_sha256"] == safeio.sha256_of_file(str(run / "autoencoder.keras"))
+    # What a new run killed after its first checkpoint left before: its model beside the old run's JSON.
+    train.main(["--dataset", str(gray_dataset / "test"), "--output", str(tmp_path / "other"), "--epochs", "1",
+                "--batch-size", "4", "--latent-dim", "8", "--filters", "4", "8"])
+    shutil.copy(tmp_path / "other" / "autoencoder.keras", run / "autoencoder.keras")
+    line = fails_with(evaluate, ["--model", str(run / "autoencoder.keras"), "--output", str(run)], capsys)
+    assert "autoencoder.json: does not describe" in line
