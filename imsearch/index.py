@@ -187,6 +187,9 @@ def merge_indexes(indexes, index_paths):
     for other, path in zip(indexes[1:], index_paths[1:]):
         if (other["model_sha256"], other["dataset_dir"]) != (first["model_sha256"], first["dataset_dir"]):
             raise InputError(f"{path}: another model or folder than {index_paths[0]}; pass shards of one indexing run")
+        if other["histograms"] != first["histograms"]:
+            raise InputError(f"{path}: indexed {'with' if other['histograms'] else 'without'} histograms, unlike "
+                             f"{index_paths[0]}; index every shard with the same --histograms setting")
     paths = [path for shard in indexes for path in shard["paths"]]
     order = np.argsort(np.array(paths, dtype=object), kind="stable")
     labelled = all(shard["labels"] is not None for shard in indexes)

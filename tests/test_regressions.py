@@ -62,3 +62,18 @@ def test_evaluate_refuses_a_training_config_written_for_another_model(gray_model
     shutil.copy(tmp_path / "other" / "autoencoder.keras", run / "autoencoder.keras")
     line = fails_with(evaluate, ["--model", str(run / "autoencoder.keras"), "--output", str(run)], capsys)
     assert "autoencoder.json: does not describe" in line
+
+
+def test_shards_indexed_with_and_without_histograms_are_refused_by_name(gray_model, gray_dataset, tmp_path, capsys):
+    from conftest import fails_with
+
+    import search
+
+    model_path = str(gray_model / "autoencoder.keras")
+    shards = [str(tmp_path / f"shard{number}.pkl") for number in range(2)]
+    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", model_path, "--index", shards[0], "--shard", "0/2"])
+    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", model_path, "--index", shards[1], "--shard", "1/2",
+                        "--no-histograms"])
+    query = str(gray_dataset / "test" / "disc" / "000.png")
+    line = fails_with(search, ["--model", model_path, "--index", shards[0], "--index", shards[1], "--no-images", query], capsys)
+    assert "shard1.pkl: indexed without histograms" in line
