@@ -3,6 +3,8 @@
 import os
 import sys
 
+import numpy as np
+
 import config
 from imsearch import InputError, cli, data, gallery, index, model, pictures, ranking, safeio, vectors
 
@@ -37,11 +39,11 @@ def display_path(path):
 
 def write_pictures(settings, feature_index, query_paths, rows, distances):
     """Per query, query_<i>.jpg and results_<i>.jpg (hits in rank order), and the HTML gallery if asked."""
-    sections = []
+    sections, missing = [], []
     for number, (query_path, hit_rows, hit_distances) in enumerate(zip(query_paths, rows, distances), start=1):
-        query_image = data.read_image(query_path, pictures.CELL_SIZE, 3)
+        query_image = read_for_display(query_path, missing)
         hit_paths = [hit_path(feature_index, row) for row in hit_rows]
-        hit_images = [data.read_image(path, pictures.CELL_SIZE, 3) for path in hit_paths]
+        hit_images = [read_for_display(path, missing) for path in hit_paths]
         if settings.images:
             pictures.write_rgb(os.path.join(settings.output_dir, f"query_{number}.jpg"), pictures.to_display(query_image))
             pictures.write_rgb(os.path.join(settings.output_dir, f"results_{number}.jpg"), pictures.montage(hit_images))
@@ -50,6 +52,18 @@ def write_pictures(settings, feature_index, query_paths, rows, distances):
             sections.append(gallery.query_section(number, query_path, query_image, hits))
     if settings.html_path:
         gallery.write_gallery(settings.html_path, sections, settings.metric)
+    if missing:
+        data.warn(f"{len(missing)} image(s) shown blank in the pictures: unreadable since indexing, first: {missing[0]}; "
+                  "refresh the index with index_dataset.py --update")
+
+
+def read_for_display(path, missing):
+    """An image for the pictures, or a blank cell (its path appended to missing) when it can no longer be read."""
+    try:
+        return data.read_image(path, pictures.CELL_SIZE, 3)
+    except data.UnreadableImage:
+        missing.append(path)
+        return np.zeros((pictures.CELL_SIZE, pictures.CELL_SIZE, 3), np.uint8)
 
 
 def load_indexes(index_paths, autoencoder, settings):

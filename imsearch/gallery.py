@@ -34,17 +34,19 @@ def data_uri(rgb_image):
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
 
 
-def figure(image, caption, css_class="hit"):
-    """One image cell with its caption."""
+def figure(image, caption_lines, css_class="hit"):
+    """One image cell captioned by lines of plain text, each escaped exactly once."""
+    alt = html.escape(" ".join(caption_lines))
+    caption = "<br>".join(html.escape(line) for line in caption_lines)
     return (f'<figure class="{css_class}"><img src="{data_uri(pictures.to_display(image, THUMBNAIL_SIZE))}" '
-            f'alt="{html.escape(caption)}"><figcaption>{caption}</figcaption></figure>')
+            f'alt="{alt}"><figcaption>{caption}</figcaption></figure>')
 
 
 def query_section(number, query_path, query_image, hits):
     """A section for one query: the query, then (path, distance, image) hits in rank order."""
-    cells = [figure(query_image, f"query {number}", "query-image")]
+    cells = [figure(query_image, [f"query {number}"], "query-image")]
     for rank, (path, distance, image) in enumerate(hits, start=1):
-        cells.append(figure(image, f"#{rank} · {distance:.4f}<br>{html.escape(path)}"))
+        cells.append(figure(image, [f"#{rank} · {distance:.4f}", path]))
     return (f'<section class="query"><h2>{number}. {html.escape(query_path)}</h2>'
             f'<div class="row">{"".join(cells)}</div></section>')
 

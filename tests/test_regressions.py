@@ -77,3 +77,30 @@ def test_shards_indexed_with_and_without_histograms_are_refused_by_name(gray_mod
     query = str(gray_dataset / "test" / "disc" / "000.png")
     line = fails_with(search, ["--model", model_path, "--index", shards[0], "--index", shards[1], "--no-images", query], capsys)
     assert "shard1.pkl: indexed without histograms" in line
+
+
+def test_hits_deleted_after_indexing_still_print_and_get_blank_cells(gray_model, gray_dataset, tmp_path, capsys):
+    import search
+
+    folder, index_path = tmp_path / "images", str(tmp_path / "features.pkl")
+    shutil.copytree(gray_dataset / "train", folder)
+    model_path = str(gray_model / "autoencoder.keras")
+    index_dataset.main(["--dataset", str(folder), "--model", model_path, "--index", index_path])
+    shutil.rmtree(folder / "disc")
+    capsys.readouterr()
+    search.main(["--model", model_path, "--index", index_path, "--output", str(tmp_path), "--top-k", "48",
+                 "--no-diffusion", str(gray_dataset / "test" / "disc" / "000.png")])
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 48  # Every indexed image, the 16 deleted discs among them.
+    assert "16 image(s) shown blank" in captured.err
+    assert cv2.imread(str(tmp_path / "results_1.jpg")) is not None
+
+
+def test_gallery_captions_are_escaped_once():
+    from imsearch import gallery
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    section = gallery.query_section(1, "q&a.png", image, [("cats & dogs.png", 0.5, image)])
+    assert 'alt="#1 · 0.5000 cats &amp; dogs.png"' in section
+    assert "<figcaption>#1 · 0.5000<br>cats &amp; dogs.png</figcaption>" in section
+    assert "&amp;amp;" not in section and "&lt;br&gt;" not in section
