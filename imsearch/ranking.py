@@ -143,14 +143,23 @@ def row_squared_distances(query, rows):
 
 
 def rows_of_queries(feature_index, query_paths):
-    """For each query, its own row in the index (found by resolved path), or -1 when it is not indexed."""
+    """For each query, its own row in the index, or -1 when it is not indexed.
+
+    A query is matched with its folder resolved (the indexed file may itself be a symlink) and, failing that,
+    fully resolved (the query may be a symlink to an indexed file).
+    """
     row_of_path = {path: row for row, path in enumerate(feature_index["paths"])}
     dataset_dir = os.path.realpath(feature_index.get("dataset_dir", ""))
-    rows = []
-    for path in query_paths:
-        relative = os.path.relpath(os.path.realpath(path), dataset_dir).replace(os.sep, "/")
-        rows.append(row_of_path.get(relative, -1))
-    return np.array(rows, dtype=np.int64)
+
+    def row_of(path):
+        folder, name = os.path.split(os.path.abspath(path))
+        for resolved in (os.path.join(os.path.realpath(folder), name), os.path.realpath(path)):
+            row = row_of_path.get(os.path.relpath(resolved, dataset_dir).replace(os.sep, "/"))
+            if row is not None:
+                return row
+        return -1
+
+    return np.array([row_of(path) for path in query_paths], dtype=np.int64)
 
 
 def search(encoder, feature_index, query_paths, top_k, metric, batch_size, approximate=None, diffusion=False):

@@ -104,3 +104,19 @@ def test_gallery_captions_are_escaped_once():
     assert 'alt="#1 · 0.5000 cats &amp; dogs.png"' in section
     assert "<figcaption>#1 · 0.5000<br>cats &amp; dogs.png</figcaption>" in section
     assert "&amp;amp;" not in section and "&lt;br&gt;" not in section
+
+
+def test_a_query_that_is_an_indexed_symlink_is_not_its_own_hit(gray_model, gray_dataset, tmp_path):
+    from imsearch import ranking
+
+    folder = tmp_path / "images"
+    shutil.copytree(gray_dataset / "train", folder)
+    elsewhere = tmp_path / "elsewhere.png"
+    shutil.move(folder / "disc" / "000.png", elsewhere)
+    (folder / "disc" / "000.png").symlink_to(elsewhere)
+    (tmp_path / "shortcut.png").symlink_to(folder / "disc" / "001.png")
+    paths = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*.png"))
+    feature_index = {"paths": paths, "dataset_dir": str(folder)}
+    queries = [str(folder / "disc" / "000.png"), str(tmp_path / "shortcut.png"), str(gray_dataset / "test" / "disc" / "000.png")]
+    rows = ranking.rows_of_queries(feature_index, queries)
+    assert rows.tolist() == [paths.index("disc/000.png"), paths.index("disc/001.png"), -1]
