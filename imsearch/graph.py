@@ -2,7 +2,6 @@
 
 import concurrent.futures
 import dataclasses
-import os
 
 import numpy as np
 
@@ -267,6 +266,8 @@ def rank_by_diffusion(query_features, database_features, diffusion_graph, top_k,
         all_distances[start : start + len(rows)] = 1.0 - np.take_along_axis(similarities, rows, axis=1)
 
     # The sparse products and the vector updates release the GIL: query blocks run on every core.
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as executor:
+    # A block holds about ten (block, N) float32 arrays: similarities and the conjugate-gradient vectors.
+    workers = vectors.block_workers(DIFFUSION_BLOCK * len(database_features) * 40)
+    with concurrent.futures.ThreadPoolExecutor(workers) as executor:
         list(executor.map(rank_block, range(0, len(query_features) if top_k else 0, DIFFUSION_BLOCK)))
     return all_rows, all_distances

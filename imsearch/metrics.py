@@ -1,7 +1,6 @@
 """Quality measures: reconstruction error of the autoencoder and retrieval quality of the index."""
 
 import concurrent.futures
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -77,7 +76,9 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
     sums = dict.fromkeys(METRIC_NAMES[:-1], 0.0)
     top_hits = np.zeros(len(database_features), dtype=np.int64)
     # Sorting every distance, the diffusion's products and the metrics release the GIL: blocks run on every core.
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as executor:
+    # A block holds about a dozen (block, N) arrays of 4 or 8 bytes: distances, their order, codes, hits.
+    workers = vectors.block_workers(METRICS_BLOCK * len(database_features) * 64)
+    with concurrent.futures.ThreadPoolExecutor(workers) as executor:
         for block, block_top_hits in executor.map(block_sums, range(0, len(query_features), METRICS_BLOCK)):
             top_hits += block_top_hits
             for name in sums:

@@ -1,5 +1,7 @@
 """Vector helpers shared by ranking, the neighbour graph and the metrics: lengths, distances, masks."""
 
+import os
+
 import numpy as np
 
 # Rows whose length is this close to 1 count as normalised already (float32 rounding of a unit row is ~1e-7).
@@ -37,3 +39,22 @@ def squared_distances(queries, database, database_norms):
     squared = database_norms[None, :] - 2.0 * queries @ database.T
     squared += squared_norms(queries)[:, None]
     return squared
+
+
+def available_memory():
+    """Bytes of memory the system can give without swapping (MemAvailable), or free pages where that is unknown."""
+    try:
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass  # Not Linux, or an unusual /proc: fall back to what sysconf knows.
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def block_workers(bytes_per_block, memory=None, cores=None):
+    """Threads for blocks of queries: one per core, but no more than half the available memory holds; at least one."""
+    memory = available_memory() if memory is None else memory
+    cores = (os.cpu_count() or 1) if cores is None else cores
+    return max(1, min(cores, int(memory // 2 // max(1, bytes_per_block))))

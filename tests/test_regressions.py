@@ -120,3 +120,22 @@ def test_a_query_that_is_an_indexed_symlink_is_not_its_own_hit(gray_model, gray_
     queries = [str(folder / "disc" / "000.png"), str(tmp_path / "shortcut.png"), str(gray_dataset / "test" / "disc" / "000.png")]
     rows = ranking.rows_of_queries(feature_index, queries)
     assert rows.tolist() == [paths.index("disc/000.png"), paths.index("disc/001.png"), -1]
+
+
+def test_query_block_threads_are_bounded_by_memory_not_only_by_cores(monkeypatch):
+    from imsearch import vectors
+
+    gigabyte = 2**30
+    assert vectors.block_workers(gigabyte // 2, memory=8 * gigabyte, cores=64) == 8
+    assert vectors.block_workers(gigabyte // 2, memory=8 * gigabyte, cores=2) == 2
+    assert vectors.block_workers(4 * gigabyte, memory=gigabyte, cores=64) == 1
+    assert 0 < vectors.available_memory() < 2**50
+    # The metrics' thread pool follows it: 64 cores and memory for one block give one thread.
+    pools = []
+    monkeypatch.setattr(vectors, "available_memory", lambda: 3 * metrics.METRICS_BLOCK * 50 * 64 // 2)
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    real_pool = metrics.concurrent.futures.ThreadPoolExecutor
+    monkeypatch.setattr(metrics.concurrent.futures, "ThreadPoolExecutor", lambda workers: pools.append(workers) or real_pool(workers))
+    features = np.eye(50, dtype=np.float32)
+    metrics.retrieval_metrics(features[:3], ["a", "b", "a"], features, ["a", "b"] * 25)
+    assert pools == [1]
