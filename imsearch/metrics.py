@@ -71,7 +71,9 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
         relevant = (ranked_codes == query_codes[start:stop, None]) & (ranked_rows != excluded[:, None])
         totals = relevant_counts[query_codes[start:stop]] - (excluded >= 0)
         top_hits = np.bincount(ranked_rows[:, 0], minlength=len(database_features))
-        return block_metrics(relevant, np.maximum(totals, 1), ranked_codes[:, :neighbours], query_codes[start:stop]), top_hits
+        rankable = len(database_features) - (excluded >= 0)
+        return block_metrics(relevant, np.maximum(totals, 1), ranked_codes[:, :neighbours], query_codes[start:stop],
+                             rankable), top_hits
 
     sums = dict.fromkeys(METRIC_NAMES[:-1], 0.0)
     top_hits = np.zeros(len(database_features), dtype=np.int64)
@@ -86,8 +88,12 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
     return {name: value / len(query_features) for name, value in sums.items()} | {"top_hit_share": top_hits.max() / len(query_features)}
 
 
-def block_metrics(relevant, totals, nearest_labels, query_labels):
-    """One block's per-query metrics, summed over its queries; relevant is (Q, N) in rank order."""
+def block_metrics(relevant, totals, nearest_labels, query_labels, rankable):
+    """One block's per-query metrics, summed over its queries; relevant is (Q, N) in rank order.
+
+    rankable: per query, how many database images it can be shown (N, less its own image): P@k divides by
+    min(k, rankable), so a database of five images can still score a perfect P@10.
+    """
     hits = np.cumsum(relevant, axis=1)
     ranks = np.arange(1, relevant.shape[1] + 1)
     precision_at_hits = np.where(relevant, hits / ranks, 0.0)
@@ -95,8 +101,8 @@ def block_metrics(relevant, totals, nearest_labels, query_labels):
         "map": float((precision_at_hits.sum(axis=1) / totals).sum()),
         "map_at_100": float((precision_at_hits[:, :100].sum(axis=1) / np.minimum(totals, 100)).sum()),
         "precision_at_1": float(hits[:, 0].sum()),
-        "precision_at_10": float(hits[:, min(10, hits.shape[1]) - 1].sum() / 10),
-        "precision_at_100": float(hits[:, min(100, hits.shape[1]) - 1].sum() / 100),
+        "precision_at_10": float((hits[:, min(10, hits.shape[1]) - 1] / np.minimum(10, rankable)).sum()),
+        "precision_at_100": float((hits[:, min(100, hits.shape[1]) - 1] / np.minimum(100, rankable)).sum()),
         "knn_accuracy": float(sum(majority_vote(labels) == label for labels, label in zip(nearest_labels, query_labels))),
     }
 

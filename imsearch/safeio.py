@@ -4,7 +4,7 @@ import contextlib
 import hashlib
 import os
 import pickle
-import tempfile
+import secrets
 
 from imsearch import InputError
 
@@ -15,10 +15,6 @@ ALLOWED_GLOBALS = {
 } | {
     (module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")
 } | {("numpy", "ndarray"), ("numpy", "dtype")}
-
-
-CURRENT_UMASK = os.umask(0o022)
-os.umask(CURRENT_UMASK)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -56,20 +52,31 @@ def atomic_path(path):
     stem, suffix = os.path.splitext(name)
     try:
         os.makedirs(directory, exist_ok=True)
-        descriptor, temporary_path = tempfile.mkstemp(prefix=f".{stem}-", suffix=suffix, dir=directory)
+        temporary_path = create_unique(directory, f".{stem}-", suffix)
     except OSError as error:
         raise InputError(f"{path}: cannot write here ({error.strerror}); choose another --output") from None
-    os.close(descriptor)
     try:
         yield temporary_path
-        # mkstemp creates files readable by the owner only; give the result the usual permissions.
-        os.chmod(temporary_path, 0o666 & ~CURRENT_UMASK)
         os.replace(temporary_path, path)
     except OSError as error:
         raise InputError(f"{path}: could not be written ({error.strerror}); free space or choose another --output") from None
     finally:
         if os.path.exists(temporary_path):
             os.remove(temporary_path)
+
+
+def create_unique(directory, prefix, suffix):
+    """Create a new empty file with a random name and the usual permissions (0666 less the umask); return its path.
+
+    Unlike tempfile.mkstemp (mode 0600), the kernel applies the process umask, so results are shared like any file.
+    """
+    while True:
+        path = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}{suffix}")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue  # 48 random bits collided: draw another name.
 
 
 def atomic_write_bytes(path, data):

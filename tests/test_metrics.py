@@ -50,7 +50,7 @@ def test_perfect_and_excluded_rankings():
     labels = ["a", "a", "b", "b"]
     perfect = metrics.retrieval_metrics(database, labels, database, labels, exclude=np.arange(4), neighbours=1)
     assert perfect["map"] == 1.0 and perfect["knn_accuracy"] == 1.0
-    assert perfect["precision_at_10"] == pytest.approx(0.1)  # One relevant item exists per query.
+    assert perfect["precision_at_10"] == pytest.approx(1 / 3)  # One relevant item among the three each query is shown.
     assert perfect["precision_at_1"] == 1.0 and perfect["top_hit_share"] == 0.25
 
 

@@ -1,7 +1,9 @@
 """Regression tests for bugs found by reading the code (issue 14): each failed before its fix."""
 
 import json
+import os
 import shutil
+import stat
 
 import cv2
 import numpy as np
@@ -139,3 +141,21 @@ def test_query_block_threads_are_bounded_by_memory_not_only_by_cores(monkeypatch
     features = np.eye(50, dtype=np.float32)
     metrics.retrieval_metrics(features[:3], ["a", "b", "a"], features, ["a", "b"] * 25)
     assert pools == [1]
+
+
+def test_written_files_follow_the_umask_in_force_when_written(tmp_path):
+    previous = os.umask(0o077)
+    try:
+        safeio.atomic_write_bytes(str(tmp_path / "private.bin"), b"x")
+    finally:
+        os.umask(previous)
+    safeio.atomic_write_bytes(str(tmp_path / "shared.bin"), b"x")
+    assert stat.S_IMODE((tmp_path / "private.bin").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "shared.bin").stat().st_mode) == 0o666 & ~previous
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_precision_at_10_of_a_perfect_ranking_in_a_small_database_is_one():
+    features = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
+    scores = metrics.retrieval_metrics(features[:1], ["a"], features, ["a"] * 6, exclude=[0])
+    assert scores["precision_at_10"] == 1.0 and scores["precision_at_100"] == 1.0
