@@ -3,10 +3,9 @@
 import json
 import os
 
-import config
 from imsearch import cli, data, index, metrics, model, pictures, safeio, training, vectors
 
-FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size", "diffusion")
+FIELDS = ("output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size", "diffusion")
 EXAMPLE_COUNT = 8
 
 
@@ -29,17 +28,18 @@ def report_retrieval(settings, autoencoder):
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, measure reconstruction error, write reconstructions.png, print the figures."""
-    settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, FIELDS), argv)
+    parser = cli.make_parser(__file__, __doc__, FIELDS)
+    parser.add_argument("--dataset", dest="other_dataset", metavar="DATASET",
+                        help="also measure the reconstruction error on this folder (default: the validation split only)")
+    settings, arguments = cli.parse_config(parser, argv)
     autoencoder = model.load_autoencoder(settings.model_path)
     trained = training.read_training_config(settings.model_path)
     _, validation_paths = training.split_folder(trained["dataset_dir"], trained["validation_fraction"], trained["seed"])
     results = {"validation": metrics.reconstruction_error(autoencoder, validation_paths, settings.encode_batch_size)}
-    # --dataset counts only when given: its default names the default training folder, not a second one.
-    given_dataset = settings.dataset_dir != config.DEFAULTS.dataset_dir
-    if given_dataset and os.path.realpath(settings.dataset_dir) != os.path.realpath(trained["dataset_dir"]):
-        relative_paths, _ = data.list_images(settings.dataset_dir)
-        folder_paths = [os.path.join(settings.dataset_dir, path) for path in relative_paths]
-        results[settings.dataset_dir] = metrics.reconstruction_error(autoencoder, folder_paths, settings.encode_batch_size)
+    other = arguments.other_dataset
+    if other and os.path.realpath(other) != os.path.realpath(trained["dataset_dir"]):
+        relative_paths, _ = data.list_images(other)
+        results[other] = metrics.reconstruction_error(autoencoder, data.full_paths(other, relative_paths), settings.encode_batch_size)
     print("split\timages\treconstruction_mse")
     for name, (error, count) in results.items():
         print(f"{name}\t{count}\t{error:.6f}")

@@ -42,7 +42,8 @@ def write_pictures(settings, feature_index, query_paths, rows, distances):
     sections, missing = [], []
     for number, (query_path, hit_rows, hit_distances) in enumerate(zip(query_paths, rows, distances), start=1):
         query_image = read_for_display(query_path, missing)
-        hit_paths = [hit_path(feature_index, row) for row in hit_rows]
+        hit_distances = hit_distances[hit_rows >= 0]
+        hit_paths = [hit_path(feature_index, row) for row in hit_rows[hit_rows >= 0]]
         hit_images = [read_for_display(path, missing) for path in hit_paths]
         if settings.images:
             pictures.write_rgb(os.path.join(settings.output_dir, f"query_{number}.jpg"), pictures.to_display(query_image))
@@ -117,7 +118,8 @@ def main(argv=None):
                                                 settings.diffusion)
     report_unreadable(query_paths, found_paths)
     for query_path, hit_rows, hit_distances in zip(found_paths, rows, distances):
-        for rank, (row, distance) in enumerate(zip(hit_rows, hit_distances), start=1):
+        found = hit_rows >= 0  # Approximate search can find fewer than --top-k rows for a query.
+        for rank, (row, distance) in enumerate(zip(hit_rows[found], hit_distances[found]), start=1):
             print(f"{escape(query_path)}\t{rank}\t{distance:.6f}\t{escape(display_path(hit_path(feature_index, row)))}")
     sys.stdout.flush()
     if settings.images or settings.html_path:

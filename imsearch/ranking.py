@@ -223,11 +223,15 @@ def prefix_of(feature_index, metric):
 
 
 def drop_excluded(rows, distances, exclude, top_k):
-    """Remove each query's own row (and faiss's -1 fillers) from (Q, k + 1) results, keeping top_k."""
+    """Remove each query's own row (and faiss's -1 fillers) from (Q, k + 1) results, keeping top_k.
+
+    A query left with fewer than top_k rows is padded with row -1 at infinite distance; callers skip those.
+    """
     keep = (rows != exclude[:, None]) & (rows >= 0)
-    count = min(top_k, int(keep.sum(axis=1).min()))
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :count]
-    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(distances, order, axis=1)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :top_k]
+    kept = np.take_along_axis(keep, order, axis=1)
+    return (np.where(kept, np.take_along_axis(rows, order, axis=1), -1),
+            np.where(kept, np.take_along_axis(distances, order, axis=1), np.inf))
 
 
 def build_approximate(features, seed=0):

@@ -159,3 +159,22 @@ def test_precision_at_10_of_a_perfect_ranking_in_a_small_database_is_one():
     features = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
     scores = metrics.retrieval_metrics(features[:1], ["a"], features, ["a"] * 6, exclude=[0])
     assert scores["precision_at_10"] == 1.0 and scores["precision_at_100"] == 1.0
+
+
+def test_evaluate_measures_a_dataset_given_by_the_default_training_path(gray_model, gray_dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(gray_dataset / "test", tmp_path / "dataset" / "fashion-mnist" / "train")
+    evaluate.main(["--model", str(gray_model / "autoencoder.keras"), "--output", str(tmp_path),
+                   "--dataset", "dataset/fashion-mnist/train"])
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [row[:2] for row in rows[1:]] == [["validation", "5"], ["dataset/fashion-mnist/train", "9"]]
+
+
+def test_a_query_with_few_approximate_results_does_not_shorten_the_others():
+    from imsearch import ranking
+
+    rows = np.array([[3, 5, 7], [2, -1, -1]])
+    distances = np.array([[0.1, 0.2, 0.3], [0.4, np.inf, np.inf]], dtype=np.float32)
+    kept_rows, kept_distances = ranking.drop_excluded(rows, distances, np.array([5, -1]), 2)
+    assert kept_rows.tolist() == [[3, 7], [2, -1]]
+    assert kept_distances[0].tolist() == [np.float32(0.1), np.float32(0.3)] and np.isinf(kept_distances[1, 1])
