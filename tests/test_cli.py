@@ -33,9 +33,20 @@ def test_parsed_values_are_typed_and_frozen():
         settings.epochs = 5
 
 
-def test_every_field_has_a_reason():
+def test_every_field_is_a_flag_of_some_script_with_its_reason_in_the_help(capsys):
+    import evaluate
+    import index_dataset
+    import prepare_dataset
+    import tune
+
+    help_texts = []
+    for script in (train, evaluate, index_dataset, search, tune, prepare_dataset):
+        with pytest.raises(SystemExit):
+            script.main(["--help"])
+        help_texts.append(" ".join(capsys.readouterr().out.split()))
     for field in dataclasses.fields(config.Config):
-        assert len(field.metadata["help"]) > 10, field.name
+        reason = " ".join(field.metadata["help"].split())
+        assert any(f"{cli.flag_name(field.name)}" in text and reason in text for text in help_texts), field.name
 
 
 @pytest.mark.parametrize("argv", [["--top-k", "0", "x.png"], ["--metric", "manhattan", "x.png"]])

@@ -6,6 +6,7 @@ import pickle
 
 import cv2
 import numpy as np
+import pytest
 
 import evaluate
 import index_dataset
@@ -95,7 +96,10 @@ def test_evaluate_with_queries_scores_features_and_pixel_baselines(gray_model, g
     assert (scores["queries"], scores["database"]) == (9, 48)
     for method in ("autoencoder", "pixels_euclidean", "pixels_cosine"):
         assert set(scores[method]) == set(metrics.METRIC_NAMES)
-        assert all(0 <= value <= 1 for value in scores[method].values())
+        # 48 images, 16 per class: AP@100 sees every rank, and the top 100 hold all 16 relevant of 48 shown.
+        assert scores[method]["map_at_100"] == pytest.approx(scores[method]["map"])
+        assert scores[method]["precision_at_100"] == pytest.approx(16 / 48)
+        assert scores[method]["top_hit_share"] * 9 == pytest.approx(round(scores[method]["top_hit_share"] * 9))
     assert scores["pixels_euclidean"]["map"] > 1 / 3  # Shapes are easier than chance even for raw pixels.
     assert cv2.imread(str(gray_model / "feature_map.png")) is not None
 
