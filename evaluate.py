@@ -21,8 +21,8 @@ def report_retrieval(settings, autoencoder):
     for method in ("autoencoder", "pixels_euclidean", "pixels_cosine"):
         print(method + "\t" + "\t".join(f"{results[method][name]:.4f}" for name in metrics.METRIC_NAMES))
     safeio.atomic_write_bytes(os.path.join(settings.output_dir, "metrics.json"), json.dumps(results, indent=2).encode())
-    map_features = vectors.postprocess_features(feature_index["features"], settings.metric)
-    pictures.plot_feature_map(map_features, feature_index["labels"], os.path.join(settings.output_dir, "feature_map.png"))
+    map_features = vectors.postprocess_features(feature_index.features, settings.metric)
+    pictures.plot_feature_map(map_features, feature_index.labels, os.path.join(settings.output_dir, "feature_map.png"))
 
 
 @cli.reports_errors

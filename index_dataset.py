@@ -10,7 +10,7 @@ FIELDS = ("dataset_dir", "model_path", "index_path", "encode_batch_size", "updat
 
 @cli.reports_errors
 def main(argv=None):
-    """Parse flags, encode the folder (or what changed in it), write the index."""
+    """Parse flags, encode the folder (or what changed in it), write the index; return an IndexingReport."""
     settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, FIELDS), argv)
     shard = index.parse_shard(settings.shard) if settings.shard else None
     autoencoder = model.load_autoencoder(settings.model_path)
@@ -18,17 +18,20 @@ def main(argv=None):
     previous = None
     if settings.update and os.path.isfile(settings.index_path):
         previous = index.load_index(settings.index_path, autoencoder, model_sha256)
-    feature_index = index.build_index(
+    feature_index, encoded = index.build_index(
         model.encoder_of(autoencoder), settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard,
         settings.histograms,
     )
     # The graph costs O(N^2) to build: only for collections searched exactly, and only for whole folders.
-    if settings.diffusion and shard is None and len(feature_index["paths"]) < settings.approximate_above:
-        index.add_neighbour_graph(feature_index, previous)
-    index.save_index(feature_index, settings.index_path, settings.approximate, settings.approximate_above, settings.metric)
-    count, length = feature_index["features"].shape
-    approximate = " with an approximate index beside it" if feature_index["approximate_sha256"] else ""
+    relinked = 0
+    if settings.diffusion and shard is None and feature_index.count < settings.approximate_above:
+        feature_index, relinked = index.with_neighbour_graph(feature_index, previous)
+    feature_index = index.save_index(feature_index, settings.index_path, settings.approximate, settings.approximate_above,
+                                     settings.metric)
+    count, length = feature_index.features.shape
+    approximate = " with an approximate index beside it" if feature_index.approximate_sha256 else ""
     cli.log(f"indexed {count} images ({length} features each) to {settings.index_path}{approximate}")
+    return index.IndexingReport(images=count, encoded=encoded, relinked=relinked)
 
 
 if __name__ == "__main__":

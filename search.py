@@ -79,7 +79,7 @@ def load_indexes(index_paths, autoencoder, settings):
     else:
         feature_index = indexes[0]
         approximate = index.load_approximate(index_paths[0], feature_index) if settings.approximate != "never" else None
-    feature_index["features"] = vectors.postprocess_features(feature_index["features"], settings.metric, in_place=True)
+    feature_index.features = vectors.postprocess_features(feature_index.features, settings.metric, in_place=True)
     return feature_index, approximate
 
 
@@ -96,7 +96,7 @@ def report_unreadable(query_paths, found_paths):
 
 def hit_path(feature_index, row):
     """The file of an index row."""
-    return os.path.join(feature_index["dataset_dir"], feature_index["paths"][row])
+    return os.path.join(feature_index.dataset_dir, feature_index.paths[row])
 
 
 @cli.reports_errors

@@ -87,10 +87,10 @@ def table_rows(name, epochs, max_queries):
         relative_paths, query_labels = [relative_paths[i] for i in chosen], [query_labels[i] for i in chosen]
     query_paths = data.full_paths(test_dir, relative_paths)
     batch_size = config.DEFAULTS.encode_batch_size
-    queries, mirrored, _ = encoding.encode_queries(encoder, query_paths, batch_size, histograms=feature_index["histograms"])
-    database, database_labels = feature_index["features"], feature_index["labels"]
-    image_size, channels = feature_index["image_size"], feature_index["channels"]
-    database_pixels, _ = encoding.pixel_features(data.full_paths(train_dir, feature_index["paths"]), image_size, channels, batch_size)
+    queries, mirrored, _ = encoding.encode_queries(encoder, query_paths, batch_size, histograms=feature_index.histograms)
+    database, database_labels = feature_index.features, feature_index.labels
+    image_size, channels = feature_index.image_size, feature_index.channels
+    database_pixels, _ = encoding.pixel_features(data.full_paths(train_dir, feature_index.paths), image_size, channels, batch_size)
     query_pixels, _ = encoding.pixel_features(query_paths, image_size, channels, batch_size)
     encoder_length = encoder.output_shape[-1]
     gradient_end = encoder_length + descriptors.HISTOGRAM_LENGTH

@@ -191,15 +191,14 @@ class DiffusionGraph:
     inverse_sqrt_degrees: np.ndarray  # D^-1/2 as (N,) float32: divides the bias towards well-linked rows out of the scores.
 
 
-def diffusion_graph_of(feature_index):
-    """The index's DiffusionGraph, or None when it has no neighbour graph.
+def diffusion_graph_of(neighbours, similarities):
+    """The DiffusionGraph of an index's (N, K) neighbour rows and similarities, or None when it has none.
 
     W links each row to its neighbours with weight similarity^DIFFUSION_POWER, made symmetric by taking
     the larger weight of the two directions.
     """
     import scipy.sparse
 
-    neighbours, similarities = feature_index.get("neighbours"), feature_index.get("neighbour_similarities")
     if neighbours is None or neighbours.size == 0:
         return None
     count = len(neighbours)

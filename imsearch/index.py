@@ -1,5 +1,6 @@
 """The feature index: encode a folder into it, save, load, update and merge it safely."""
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -8,9 +9,114 @@ import numpy as np
 
 from imsearch import InputError, data, encoding, graph, model, ranking, safeio, vectors
 
-FORMAT_VERSION = 3
-REQUIRED_KEYS = ("format_version", "paths", "labels", "stamps", "features", "model_sha256", "image_size", "channels",
-                 "histograms", "neighbours", "neighbour_similarities")
+FORMAT_VERSION = 4
+METRICS = ("euclidean", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexingReport:
+    """What one indexing run did: images in the index, images encoded anew, rows of the graph linked anew."""
+
+    images: int
+    encoded: int
+    relinked: int
+
+
+class MalformedIndex(ValueError):
+    """A FeatureIndex whose fields do not fit together; the message says which."""
+
+
+@dataclasses.dataclass
+class FeatureIndex:
+    """The features of every image of a folder, with what search needs beside them; validated when made.
+
+    Saved as a pickled dict of these fields plus format_version, read back with the restricted unpickler.
+    """
+
+    dataset_dir: str  # Absolute: paths are relative to it.
+    paths: list  # Relative paths with "/" separators, sorted.
+    labels: list | None  # First-level folder of each path (None at the root), or None when no image is in one.
+    stamps: np.ndarray  # (N, 2) int64 file size and mtime in ns, what --update compares.
+    features: np.ndarray  # (N, D) float32.
+    model_sha256: str  # The model file the features were made with.
+    image_size: int
+    channels: int
+    histograms: bool  # Whether the features end with histograms (descriptors.histograms_length).
+    shard: str | None = None  # "i/n" for a shard's index.
+    neighbours: np.ndarray | None = None  # (N, K) rows of each row's nearest others, for diffusion.
+    neighbour_similarities: np.ndarray | None = None  # (N, K) their cosine similarities.
+    approximate_metric: str | None = None  # The metric of the faiss index saved beside the pickle.
+    approximate_sha256: str | None = None  # Its SHA-256, so a mismatched pair is recognised.
+
+    def __post_init__(self):
+        if isinstance(self.stamps, np.ndarray) and self.stamps.dtype.kind == "i":
+            self.stamps = self.stamps.astype(np.int64, copy=False)
+        if isinstance(self.features, np.ndarray) and self.features.dtype.kind == "f":
+            self.features = self.features.astype(np.float32, copy=False)
+        problem = self.problem()
+        if problem:
+            raise MalformedIndex(problem)
+
+    def problem(self):
+        """What does not fit together, or None."""
+        count = len(self.paths) if isinstance(self.paths, list) else -1
+        checks = (
+            (isinstance(self.dataset_dir, str), "dataset_dir is not a path"),
+            (count >= 0 and all(isinstance(path, str) for path in self.paths), "paths are not a list of strings"),
+            (self.labels is None or (isinstance(self.labels, list) and len(self.labels) == count
+                                     and all(label is None or isinstance(label, str) for label in self.labels)),
+             "labels do not match its paths"),
+            (isinstance(self.stamps, np.ndarray) and self.stamps.shape == (count, 2) and self.stamps.dtype == np.int64,
+             "stamps do not match its paths"),
+            (isinstance(self.features, np.ndarray) and self.features.ndim == 2 and self.features.shape[0] == count
+             and self.features.dtype == np.float32, "features do not match its paths"),
+            (isinstance(self.model_sha256, str), "model_sha256 is not a string"),
+            (type(self.image_size) is int and type(self.channels) is int and self.channels in (1, 3), "bad image shape"),
+            (type(self.histograms) is bool, "histograms is not a boolean"),
+            (self.shard is None or isinstance(self.shard, str), "shard is not a string"),
+            (self.graph_problem() is None, self.graph_problem()),
+            (self.approximate_metric is None or (isinstance(self.approximate_metric, str) and self.approximate_metric in METRICS),
+             "unknown approximate_metric"),
+            (self.approximate_sha256 is None or isinstance(self.approximate_sha256, str), "approximate_sha256 is not a string"),
+        )
+        return next((message for ok, message in checks if not ok), None)
+
+    def graph_problem(self):
+        """What is wrong with the neighbour graph, or None when it is absent or two (N, K) arrays of rows in range."""
+        neighbours, similarities = self.neighbours, self.neighbour_similarities
+        if neighbours is None and similarities is None:
+            return None
+        count = len(self.paths) if isinstance(self.paths, list) else -1
+        well_formed = (
+            isinstance(neighbours, np.ndarray) and isinstance(similarities, np.ndarray)
+            and neighbours.ndim == 2 and neighbours.shape == similarities.shape and neighbours.shape[0] == count
+            and neighbours.dtype.kind == "i" and similarities.dtype.kind == "f"
+            and (neighbours.size == 0 or (neighbours.min() >= 0 and neighbours.max() < count))
+        )
+        return None if well_formed else "neighbour graph does not match its paths"
+
+    def to_dict(self):
+        """The fields as the plain dict that is pickled (no copy of the arrays)."""
+        return {"format_version": FORMAT_VERSION} | {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, saved):
+        """A FeatureIndex from an unpickled dict; MalformedIndex when it is not one of this format."""
+        if not isinstance(saved, dict) or "format_version" not in saved:
+            raise MalformedIndex("not an index of this suite")
+        version = saved["format_version"]
+        if not (type(version) is int and version == FORMAT_VERSION):
+            raise MalformedIndex(f"index format {version!r}, expected {FORMAT_VERSION}")
+        names = {field.name for field in dataclasses.fields(cls)}
+        required = {field.name for field in dataclasses.fields(cls) if field.default is dataclasses.MISSING}
+        if not required <= saved.keys() or not saved.keys() - {"format_version"} <= names:
+            raise MalformedIndex("not an index of this suite")
+        return cls(**{name: value for name, value in saved.items() if name != "format_version"})
+
+    @property
+    def count(self):
+        """How many images the index holds."""
+        return len(self.paths)
 
 
 def file_stamp(path):
@@ -23,14 +129,15 @@ def file_stamp(path):
 
 
 def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, shard=None, histograms=False):
-    """Encode the images of dataset_dir into an index dict, skipping unreadable files with a warning.
+    """Encode the images of dataset_dir into a FeatureIndex, skipping unreadable files with a warning.
 
     previous: an index of the same model whose rows are kept for unchanged files (path, size, mtime).
     shard: (i, n) to take only every n-th image from the i-th, so n machines can share a folder.
     histograms: append gradient and colour histograms to the encoder's features (see encoding.make_encode_function).
-    The neighbour graph for diffusion is left empty; add_neighbour_graph fills it.
+    The neighbour graph for diffusion is left empty; with_neighbour_graph fills it.
+    Returns the index and how many images were encoded (the others were reused from previous).
     """
-    if previous is not None and previous["histograms"] != histograms:
+    if previous is not None and previous.histograms != histograms:
         previous = None  # Its rows hold other features than these: nothing can be reused.
     relative_paths, labels = data.list_images(dataset_dir)
     if shard is not None:
@@ -60,45 +167,44 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         # Folder order, new features where files were encoded and the previous index's where unchanged.
         features = np.zeros((len(paths), encoding.feature_length(encoder, histograms)), np.float32)
         features[[pending[i] for i in np.flatnonzero(readable)]] = new_features
-        features[reused] = previous["features"][[reusable[position] for position in reused]]
+        features[reused] = previous.features[[reusable[position] for position in reused]]
         features = features[kept]
     else:
         features = new_features  # Every file was encoded in folder order: no copy of the largest array.
-    return {
-        "format_version": FORMAT_VERSION,
-        "dataset_dir": os.path.abspath(dataset_dir),
-        "paths": [relative_paths[i] for i in kept],
-        "labels": None if labels is None else [labels[i] for i in kept],
-        "stamps": stamps if len(kept) == len(paths) else stamps[kept],
-        "features": features,
-        "model_sha256": model_sha256,
-        "image_size": int(image_size),
-        "channels": int(channels),
-        "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
-        "histograms": bool(histograms),
-        "neighbours": None,
-        "neighbour_similarities": None,
-    }
+    return FeatureIndex(
+        dataset_dir=os.path.abspath(dataset_dir),
+        paths=[relative_paths[i] for i in kept],
+        labels=None if labels is None else [labels[i] for i in kept],
+        stamps=stamps if len(kept) == len(paths) else stamps[kept],
+        features=features,
+        model_sha256=model_sha256,
+        image_size=int(image_size),
+        channels=int(channels),
+        histograms=bool(histograms),
+        shard=None if shard is None else f"{shard[0]}/{shard[1]}",
+    ), len(pending)
 
 
-def add_neighbour_graph(feature_index, previous=None):
-    """Store each row's nearest neighbours (by cosine similarity) in the index, for diffusion re-ranking.
+def with_neighbour_graph(feature_index, previous=None):
+    """(the index with each row's nearest neighbours by cosine similarity, for diffusion; rows linked anew).
 
     previous: the index this one updates; its graph is reused for the rows it holds unchanged.
     """
-    count = len(feature_index["paths"])
+    count = feature_index.count
     neighbours = graph.neighbour_count(count)
     print(f"linking each of {count} images to its {neighbours} nearest, for diffusion", file=sys.stderr, flush=True)
-    previous_graph = None if previous is None else previous["neighbours"]
-    if previous_graph is None or previous_graph.shape[1] != neighbours or previous["histograms"] != feature_index["histograms"]:
-        feature_index["neighbours"], feature_index["neighbour_similarities"] = graph.neighbour_graph(feature_index["features"])
-        return
-    previous_rows = np.array(reusable_rows(previous, feature_index["paths"], feature_index["stamps"]), dtype=np.int64)
-    feature_index["neighbours"], feature_index["neighbour_similarities"], relinked = graph.update_neighbour_graph(
-        feature_index["features"], previous_rows, previous_graph, previous["neighbour_similarities"]
-    )
-    print(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index",
-          file=sys.stderr, flush=True)
+    previous_graph = None if previous is None else previous.neighbours
+    if previous_graph is None or previous_graph.shape[1] != neighbours or previous.histograms != feature_index.histograms:
+        rows, similarities = graph.neighbour_graph(feature_index.features)
+        relinked = count
+    else:
+        previous_rows = np.array(reusable_rows(previous, feature_index.paths, feature_index.stamps), dtype=np.int64)
+        rows, similarities, relinked = graph.update_neighbour_graph(
+            feature_index.features, previous_rows, previous_graph, previous.neighbour_similarities
+        )
+        print(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index",
+              file=sys.stderr, flush=True)
+    return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities), relinked
 
 
 def reusable_rows(previous, relative_paths, stamps):
@@ -106,11 +212,11 @@ def reusable_rows(previous, relative_paths, stamps):
 
     stamps: (N, 2) sizes and mtimes of relative_paths now, -1 where a file could not be stat'ed.
     """
-    if previous is None or not previous["paths"]:
+    if previous is None or not previous.paths:
         return [-1] * len(relative_paths)
-    previous_rows = {path: row for row, path in enumerate(previous["paths"])}
+    previous_rows = {path: row for row, path in enumerate(previous.paths)}
     rows = np.array([previous_rows.get(path, -1) for path in relative_paths], dtype=np.int64)
-    unchanged = (rows >= 0) & (stamps[:, 0] >= 0) & (previous["stamps"][rows] == stamps).all(axis=1)
+    unchanged = (rows >= 0) & (stamps[:, 0] >= 0) & (previous.stamps[rows] == stamps).all(axis=1)
     return np.where(unchanged, rows, -1).tolist()
 
 
@@ -134,38 +240,29 @@ def save_index(feature_index, index_path, approximate="never", approximate_above
     """Write the index atomically, with a faiss approximate index beside it when asked or large enough.
 
     The approximate index ranks by metric (for cosine, it holds unit-length features) and only serves
-    searches by that metric.
-
-    The approximate index is written first and its SHA-256 recorded in the pickle, so a crash between
+    searches by that metric. It is written first and its SHA-256 recorded in the pickle, so a crash between
     the two leaves a pair that search recognises as mismatched and answers exactly instead.
+    Returns the index as saved.
     """
     approximate_path = approximate_path_for(index_path)
-    add_prefix_bound(feature_index, metric)
-    feature_index["approximate_sha256"] = None
-    if approximate == "always" or (approximate == "auto" and len(feature_index["paths"]) >= approximate_above):
+    feature_index = dataclasses.replace(feature_index, approximate_metric=None, approximate_sha256=None)
+    if approximate == "always" or (approximate == "auto" and feature_index.count >= approximate_above):
         import faiss
 
-        unit_features = vectors.postprocess_features(feature_index["features"], metric)
+        unit_features = vectors.postprocess_features(feature_index.features, metric)
         payload = faiss.serialize_index(ranking.build_approximate(unit_features)).tobytes()
-        feature_index["approximate_metric"] = metric
         safeio.atomic_write_bytes(approximate_path, payload)
-        feature_index["approximate_sha256"] = hashlib.sha256(payload).hexdigest()
-    safeio.atomic_pickle(index_path, feature_index)
-    if feature_index["approximate_sha256"] is None and os.path.exists(approximate_path):
+        feature_index = dataclasses.replace(feature_index, approximate_metric=metric,
+                                            approximate_sha256=hashlib.sha256(payload).hexdigest())
+    safeio.atomic_pickle(index_path, feature_index.to_dict())
+    if feature_index.approximate_sha256 is None and os.path.exists(approximate_path):
         os.remove(approximate_path)
-
-
-def add_prefix_bound(feature_index, metric):
-    """Store the lower bound that makes exact search by metric read a short prefix of most rows (see ranking)."""
-    prefix = ranking.build_prefix_bound(feature_index["features"], metric)
-    feature_index["prefix_metric"] = None if prefix is None else metric
-    feature_index["prefix_basis"], feature_index["prefix_bounds"] = (None, None) if prefix is None else prefix
+    return feature_index
 
 
 def load_approximate(index_path, feature_index):
     """The faiss index beside index_path if the pickle vouches for it (same SHA-256), else None."""
-    expected = feature_index.get("approximate_sha256")
-    if not isinstance(expected, str):
+    if feature_index.approximate_sha256 is None:
         return None
     approximate_path = approximate_path_for(index_path)
     try:
@@ -173,7 +270,7 @@ def load_approximate(index_path, feature_index):
             payload = file.read()
     except OSError:
         payload = b""
-    if hashlib.sha256(payload).hexdigest() != expected:
+    if hashlib.sha256(payload).hexdigest() != feature_index.approximate_sha256:
         data.warn(f"{approximate_path}: missing or not the one this index was saved with; searching exactly")
         return None
     import faiss
@@ -182,109 +279,40 @@ def load_approximate(index_path, feature_index):
 
 
 def merge_indexes(indexes, index_paths):
-    """One index from shard indexes of the same model and folder, rows in path order; no approximate part."""
+    """One index from shard indexes of the same model and folder, rows in path order; no graph, no approximate part."""
     first = indexes[0]
     for other, path in zip(indexes[1:], index_paths[1:]):
-        if (other["model_sha256"], other["dataset_dir"]) != (first["model_sha256"], first["dataset_dir"]):
+        if (other.model_sha256, other.dataset_dir) != (first.model_sha256, first.dataset_dir):
             raise InputError(f"{path}: another model or folder than {index_paths[0]}; pass shards of one indexing run")
-        if other["histograms"] != first["histograms"]:
-            raise InputError(f"{path}: indexed {'with' if other['histograms'] else 'without'} histograms, unlike "
+        if other.histograms != first.histograms:
+            raise InputError(f"{path}: indexed {'with' if other.histograms else 'without'} histograms, unlike "
                              f"{index_paths[0]}; index every shard with the same --histograms setting")
-    paths = [path for shard in indexes for path in shard["paths"]]
+    paths = [path for shard in indexes for path in shard.paths]
     order = np.argsort(np.array(paths, dtype=object), kind="stable")
-    labelled = all(shard["labels"] is not None for shard in indexes)
-    labels = [label for shard in indexes for label in shard["labels"]] if labelled else None
-    stamps = np.concatenate([shard["stamps"] for shard in indexes])
-    return first | {
-        "paths": [paths[i] for i in order], "labels": None if labels is None else [labels[i] for i in order],
-        "stamps": stamps[order], "features": np.concatenate([shard["features"] for shard in indexes])[order],
-        "shard": None, "approximate_sha256": None, "neighbours": None, "neighbour_similarities": None,
-        "prefix_metric": None, "prefix_basis": None, "prefix_bounds": None,
-    }
+    labelled = all(shard.labels is not None for shard in indexes)
+    labels = [label for shard in indexes for label in shard.labels] if labelled else None
+    return dataclasses.replace(
+        first, paths=[paths[i] for i in order], labels=None if labels is None else [labels[i] for i in order],
+        stamps=np.concatenate([shard.stamps for shard in indexes])[order],
+        features=np.concatenate([shard.features for shard in indexes])[order],
+        shard=None, neighbours=None, neighbour_similarities=None, approximate_metric=None, approximate_sha256=None,
+    )
 
 
 def load_index(index_path, autoencoder=None, model_sha256=None):
     """Read an index with the restricted unpickler and check it belongs to the given model."""
     if not os.path.isfile(index_path):
         raise InputError(f"{index_path}: index not found; run index_dataset.py first or pass --index")
-    index = safeio.restricted_load(index_path)
-    if not is_well_formed(index):
-        if isinstance(index, dict) and "format_version" in index and not is_current_version(index["format_version"]):
-            raise InputError(f"{index_path}: index format {index['format_version']!r}, expected {FORMAT_VERSION}; rebuild it with index_dataset.py")
-        if isinstance(index, dict) and all(key in index for key in REQUIRED_KEYS) and isinstance(index["features"], np.ndarray):
-            raise InputError(f"{index_path}: features do not match its paths; rebuild it with index_dataset.py")
-        raise InputError(f"{index_path}: not an index of this suite; rebuild it with index_dataset.py")
-    features = index["features"]
-    if model_sha256 is not None and index["model_sha256"] != model_sha256:
+    try:
+        feature_index = FeatureIndex.from_dict(safeio.restricted_load(index_path))
+    except MalformedIndex as problem:
+        raise InputError(f"{index_path}: {problem}; rebuild it with index_dataset.py") from None
+    if model_sha256 is not None and feature_index.model_sha256 != model_sha256:
         raise InputError(f"{index_path}: made with another model than the one given; rebuild it with index_dataset.py --model")
     if autoencoder is not None:
         image_size, channels = model.image_shape_of(autoencoder)
-        expected = (image_size, channels, encoding.feature_length(model.encoder_of(autoencoder), index["histograms"]))
-        found = (index["image_size"], index["channels"], features.shape[1])
+        expected = (image_size, channels, encoding.feature_length(model.encoder_of(autoencoder), feature_index.histograms))
+        found = (feature_index.image_size, feature_index.channels, feature_index.features.shape[1])
         if found != expected:
             raise InputError(f"{index_path}: image size, channels, feature length {found} do not match the model's {expected}; rebuild it")
-    if not is_well_formed_prefix(index):
-        raise InputError(f"{index_path}: its exact-search bound does not match its features; rebuild it with index_dataset.py")
-    index["features"] = features.astype(np.float32, copy=False)
-    index["stamps"] = np.asarray(index["stamps"], dtype=np.int64).reshape(len(index["paths"]), 2)
-    return index
-
-
-def is_current_version(value):
-    """Whether a stored format_version is this suite's (and a plain int, not an array pretending)."""
-    return type(value) is int and value == FORMAT_VERSION
-
-
-def is_well_formed(index):
-    """Whether an unpickled object has every field of this format, of the right types and lengths."""
-    if not isinstance(index, dict) or any(key not in index for key in REQUIRED_KEYS):
-        return False
-    paths, labels, features = index["paths"], index["labels"], index["features"]
-    return (
-        is_current_version(index["format_version"])
-        and isinstance(paths, list) and all(isinstance(path, str) for path in paths)
-        and (labels is None or (isinstance(labels, list) and len(labels) == len(paths)))
-        and is_well_formed_stamps(index["stamps"], len(paths))
-        and isinstance(features, np.ndarray) and features.ndim == 2 and features.shape[0] == len(paths)
-        and features.dtype.kind == "f"
-        and isinstance(index["image_size"], int) and isinstance(index["channels"], int)
-        and isinstance(index["model_sha256"], str) and isinstance(index.get("dataset_dir", ""), str)
-        and isinstance(index["histograms"], bool) and is_well_formed_graph(index)
-    )
-
-
-def is_well_formed_stamps(stamps, count):
-    """Whether stamps are (count, 2) integers: an array, or a list of pairs as older indexes stored them."""
-    if isinstance(stamps, list):
-        is_int64 = lambda value: type(value) is int and abs(value) < 2**63  # noqa: E731
-        return len(stamps) == count and all(
-            isinstance(stamp, (list, tuple)) and len(stamp) == 2 and all(map(is_int64, stamp)) for stamp in stamps
-        )
-    return isinstance(stamps, np.ndarray) and stamps.shape == (count, 2) and stamps.dtype.kind == "i"
-
-
-def is_well_formed_graph(index):
-    """Whether the neighbour graph is absent, or two (N, K) arrays of rows in range and similarities."""
-    neighbours, similarities = index["neighbours"], index["neighbour_similarities"]
-    if neighbours is None and similarities is None:
-        return True
-    return (
-        isinstance(neighbours, np.ndarray) and isinstance(similarities, np.ndarray)
-        and neighbours.ndim == 2 and neighbours.shape == similarities.shape and neighbours.shape[0] == len(index["paths"])
-        and neighbours.dtype.kind == "i" and similarities.dtype.kind == "f"
-        and (neighbours.size == 0 or (neighbours.min() >= 0 and neighbours.max() < len(index["paths"])))
-    )
-
-
-def is_well_formed_prefix(index):
-    """Whether the prefix bound is absent (older indexes lack it), or a finite (D, p) basis and (p + 2, N) bounds."""
-    metric, basis, bounds = index.get("prefix_metric"), index.get("prefix_basis"), index.get("prefix_bounds")
-    if metric is None and basis is None and bounds is None:
-        return True
-    return (
-        isinstance(metric, str) and metric in ("euclidean", "cosine")
-        and isinstance(basis, np.ndarray) and isinstance(bounds, np.ndarray)
-        and basis.dtype == np.float32 and bounds.dtype == np.float32 and basis.ndim == 2 and bounds.ndim == 2
-        and basis.shape[0] == index["features"].shape[1] and bounds.shape == (basis.shape[1] + 2, len(index["paths"]))
-        and bool(np.isfinite(basis).all()) and bool(np.isfinite(bounds).all())
-    )
+    return feature_index

@@ -116,7 +116,7 @@ def majority_vote(labels):
 
 def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_size, diffusion=False):
     """Retrieval metrics of the suite's search and of raw pixels (Euclidean, cosine) for a labelled query folder."""
-    if feature_index["labels"] is None:
+    if feature_index.labels is None:
         raise InputError("the index has no labels (its images are not in class subfolders); index a labelled folder")
     relative_paths, labels = data.list_images(queries_dir)
     if labels is None:
@@ -127,21 +127,23 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
         relative_paths, labels = labelled_only(relative_paths, labels)
     query_paths = data.full_paths(queries_dir, relative_paths)
     query_features, mirrored_features, readable = encoding.encode_queries(encoder, query_paths, batch_size,
-                                                                          feature_index["histograms"])
+                                                                          feature_index.histograms)
     query_paths = [path for path, ok in zip(query_paths, readable) if ok]
     query_labels = [label for label, ok in zip(labels, readable) if ok]
     exclude = ranking.rows_of_queries(feature_index, query_paths)
-    database_labels = feature_index["labels"]
-    diffusion_graph = graph.diffusion_graph_of(feature_index) if diffusion and metric == "cosine" else None
+    database_labels = feature_index.labels
+    diffusion_graph = None
+    if diffusion and metric == "cosine":
+        diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
     results = {"autoencoder": retrieval_metrics(
         vectors.postprocess_features(query_features, metric), query_labels,
-        vectors.postprocess_features(feature_index["features"], metric), database_labels, exclude, diffusion_graph=diffusion_graph,
+        vectors.postprocess_features(feature_index.features, metric), database_labels, exclude, diffusion_graph=diffusion_graph,
         mirrored_features=vectors.postprocess_features(mirrored_features, metric))}
-    image_size, channels = feature_index["image_size"], feature_index["channels"]
-    database_paths = data.full_paths(feature_index["dataset_dir"], feature_index["paths"])
+    image_size, channels = feature_index.image_size, feature_index.channels
+    database_paths = data.full_paths(feature_index.dataset_dir, feature_index.paths)
     database_pixels, database_readable = encoding.pixel_features(database_paths, image_size, channels, batch_size)
     if not database_readable.all():
-        raise InputError(f"{feature_index['dataset_dir']}: indexed images are gone or changed; rebuild the index")
+        raise InputError(f"{feature_index.dataset_dir}: indexed images are gone or changed; rebuild the index")
     query_pixels, _ = encoding.pixel_features(query_paths, image_size, channels, batch_size)
     for pixel_metric in ("euclidean", "cosine"):
         results[f"pixels_{pixel_metric}"] = retrieval_metrics(

@@ -12,46 +12,17 @@ QUERY_BLOCK = 256
 # Lists probed per query by the approximate index: recall@10 >= 0.95 at 1M rows in bench/bench_search.py.
 APPROXIMATE_PROBES = 64
 
-# Exact search for a few queries reads a short prefix of every row along the features' principal axes (a
-# matrix small enough to stay in cache) and measures whole rows only where that prefix's lower bound can
-# still beat the k-th best: a few hundred of 60,000 rows per query on Fashion-MNIST's 192 encoder features.
-# 96 axes: 0.61 ms per query at 60,000 x 192 here, against 0.77 with 64 and 0.94 with 48; 128 no longer fits in cache.
-PREFIX_LENGTH = 96
-# The first upper bound on the k-th distance comes from the best-bounded rows of every PREFIX_STRIDE-th row,
-# then is tightened by measuring the PREFIX_PROBES best-bounded candidates.
-PREFIX_STRIDE = 8
-PREFIX_PROBES = 64
-# When more than this share of rows survives the first bound, one product with every row is cheaper.
-PREFIX_GIVE_UP_SHARE = 1 / 8
-# Above this many queries one matrix product over every row beats pruning query by query.
-PRUNED_QUERIES_MAX = 16
-# Rows the principal axes are fitted on, and rows projected at a time; any orthonormal axes keep the bound exact.
-PREFIX_FIT_ROWS = 8192
-PREFIX_BLOCK_ROWS = 16384
-# Relative slack on the bound, far above float32 rounding, so no row that ties or wins is ever pruned.
-PREFIX_SLACK = 1e-4
 
-
-
-
-
-
-def rank(query_features, database_features, top_k, exclude=None, database_norms=None, prefix=None):
+def rank(query_features, database_features, top_k, exclude=None, database_norms=None):
     """Indices and distances of the top_k nearest database rows per query, ascending, vectorised.
 
     query_features: (Q, D) and database_features: (N, D), already post-processed.
     exclude: optional (Q,) database row per query to leave out (the query itself), -1 for none.
     database_norms: vectors.squared_norms(database_features), when the caller keeps them between calls.
-    prefix: build_prefix_bound(database_features), which makes a few queries much cheaper (see rank_pruned).
     Returns (Q, k) int64 indices and (Q, k) float32 Euclidean distances, k = min(top_k, rows available).
     """
     exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
     top_k = max(0, min(top_k, len(database_features) - int((exclude >= 0).any())))
-    few_queries = 0 < top_k and len(query_features) <= PRUNED_QUERIES_MAX and len(database_features) > PREFIX_STRIDE * top_k
-    if prefix is not None and few_queries:
-        results = [rank_pruned(query, database_features, prefix, top_k, row) for query, row in zip(query_features, exclude)]
-        return (np.array([rows for rows, _ in results], dtype=np.int64).reshape(-1, top_k),
-                np.array([distances for _, distances in results], dtype=np.float32).reshape(-1, top_k))
     database_norms = vectors.squared_norms(database_features) if database_norms is None else database_norms
     all_indices = np.zeros((len(query_features), top_k), dtype=np.int64)
     all_distances = np.zeros((len(query_features), top_k), dtype=np.float32)
@@ -67,89 +38,14 @@ def rank(query_features, database_features, top_k, exclude=None, database_norms=
     return all_indices, all_distances
 
 
-def build_prefix_bound(features, metric, seed=0):
-    """(basis (D, p), bounds (p + 2, N)) for rank_pruned over vectors.postprocess_features(features, metric), or None.
-
-    basis holds the p principal axes of the post-processed features; each column of bounds is a row x's
-    coordinates on them, the length of its remainder off them, and -|x|^2 / 2. It is stored column by
-    column because one product with it then runs about twice as fast. None when rows are too short to gain.
-    """
-    count, length = features.shape
-    if length <= PREFIX_LENGTH or count == 0:
-        return None
-    fit_rows = np.random.default_rng(seed).choice(count, size=min(count, PREFIX_FIT_ROWS), replace=False)
-    sample = vectors.postprocess_features(features[np.sort(fit_rows)], metric)
-    sample -= sample.mean(axis=0)
-    _, axes = np.linalg.eigh((sample.T @ sample).astype(np.float64))
-    basis = np.ascontiguousarray(axes[:, ::-1][:, :PREFIX_LENGTH], dtype=np.float32)  # Largest variance first.
-    bounds = np.zeros((PREFIX_LENGTH + 2, count), dtype=np.float32)
-    for start in range(0, count, PREFIX_BLOCK_ROWS):
-        block = vectors.postprocess_features(features[start : start + PREFIX_BLOCK_ROWS], metric)
-        coordinates = block @ basis
-        columns = slice(start, start + len(block))
-        bounds[:PREFIX_LENGTH, columns] = coordinates.T
-        bounds[PREFIX_LENGTH, columns] = np.linalg.norm(block - coordinates @ basis.T, axis=1)
-        bounds[PREFIX_LENGTH + 1, columns] = -0.5 * vectors.squared_norms(block)
-    return basis, bounds
-
-
-def rank_pruned(query, database_features, prefix, top_k, exclude_row=-1):
-    """rank() for one query (D,): exact, but whole rows are read only where the prefix bound cannot rule them out.
-
-    With q_p, x_p the coordinates on the basis and r_q, r_x the remainders' lengths, Pythagoras and the
-    triangle inequality give |q - x|^2 >= |q_p - x_p|^2 + (r_q - r_x)^2 = |q|^2 - 2 s(x), where
-    s(x) = [x_p, r_x, -|x|^2 / 2] . [q_p, r_q, 1]; so a row can be among the k nearest only if
-    s(x) >= (|q|^2 - tau) / 2 for any tau >= the k-th squared distance.
-    Returns (k,) rows and (k,) Euclidean distances, nearest first; needs top_k < rows / PREFIX_STRIDE.
-    """
-    basis, bounds = prefix
-    coordinates = query @ basis
-    remainder = np.linalg.norm(query - basis @ coordinates)
-    scores = np.concatenate([coordinates, [remainder, 1.0]]).astype(np.float32) @ bounds  # (N,), s(x) per row.
-    if exclude_row >= 0:
-        scores[exclude_row] = -np.inf
-    squared_query = float(query @ query)
-
-    def candidates_within(tau, rows=None):
-        """Rows (of all, or of rows) whose bound does not rule them out against a k-th squared distance tau."""
-        threshold = (squared_query - tau) / 2 - PREFIX_SLACK * (squared_query + tau)
-        return np.flatnonzero(scores >= threshold) if rows is None else rows[scores[rows] >= threshold]
-
-    # Any k rows bound the k-th distance from above; the best-bounded of a strided sample bound it well.
-    sampled = np.argpartition(-scores[::PREFIX_STRIDE], top_k - 1)[:top_k] * PREFIX_STRIDE
-    candidates = candidates_within(row_squared_distances(query, database_features[sampled]).max())
-    if len(candidates) > PREFIX_GIVE_UP_SHARE * len(scores):
-        # The bound rules out little on these features: one product with every row beats gathering them.
-        candidates = np.arange(len(scores))
-        squared = np.maximum(squared_query - 2.0 * (database_features @ query + bounds[-1]), 0.0)
-        squared[~np.isfinite(scores)] = np.inf  # The excluded row.
-    else:
-        probes = max(PREFIX_PROBES, top_k)
-        if len(candidates) > probes:
-            # The k-th nearest of the best-bounded candidates bounds far more tightly than the sample did.
-            probed = candidates[np.argpartition(-scores[candidates], probes - 1)[:probes]]
-            tau = np.partition(row_squared_distances(query, database_features[probed]), top_k - 1)[top_k - 1]
-            candidates = candidates_within(tau, candidates)
-        squared = row_squared_distances(query, database_features[candidates])
-    nearest = np.argpartition(squared, top_k - 1)[:top_k] if len(squared) > top_k else np.arange(len(squared))
-    nearest = nearest[np.argsort(squared[nearest], kind="stable")]
-    return candidates[nearest], np.sqrt(squared[nearest])
-
-
-def row_squared_distances(query, rows):
-    """Squared Euclidean distances (R,) from a query (D,) to rows (R, D), from the differences themselves."""
-    differences = rows - query
-    return np.einsum("ij,ij->i", differences, differences)
-
-
 def rows_of_queries(feature_index, query_paths):
     """For each query, its own row in the index, or -1 when it is not indexed.
 
     A query is matched with its folder resolved (the indexed file may itself be a symlink) and, failing that,
     fully resolved (the query may be a symlink to an indexed file).
     """
-    row_of_path = {path: row for row, path in enumerate(feature_index["paths"])}
-    dataset_dir = os.path.realpath(feature_index.get("dataset_dir", ""))
+    row_of_path = {path: row for row, path in enumerate(feature_index.paths)}
+    dataset_dir = os.path.realpath(feature_index.dataset_dir)
 
     def row_of(path):
         folder, name = os.path.split(os.path.abspath(path))
@@ -169,26 +65,27 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     approximate: a faiss index from load_approximate, used when built for this metric; None ranks exactly.
     diffusion: re-rank cosine results over the index's neighbour graph when it has one; distances stay cosine.
     """
-    features, mirrored, readable = encoding.encode_queries(encoder, query_paths, batch_size, feature_index["histograms"])
+    features, mirrored, readable = encoding.encode_queries(encoder, query_paths, batch_size, feature_index.histograms)
     readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
     exclude = rows_of_queries(feature_index, readable_paths)
     both = vectors.postprocess_features(np.concatenate([features, mirrored]), metric)
-    if approximate is not None and metric == feature_index.get("approximate_metric", "euclidean"):
+    if approximate is not None and metric == feature_index.approximate_metric:
         rows, distances = nearer_of_mirrors(*search_approximate(approximate, both, top_k + 1), top_k + 1)
         if metric == "cosine":
             distances = distances**2 / 2  # Unit vectors: the cosine distance, as exact search reports it.
         return (readable_paths, *drop_excluded(rows, distances, exclude, top_k))
-    diffusion_graph = graph.diffusion_graph_of(feature_index) if diffusion and metric == "cosine" else None
+    diffusion_graph = None
+    if diffusion and metric == "cosine":
+        diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
     if diffusion and metric == "cosine" and diffusion_graph is None:
         print("note: the index has no neighbour graph (shards, --no-diffusion or a large index); ranking by cosine alone",
               file=sys.stderr)
-    database_features = vectors.postprocess_features(feature_index["features"], metric)
+    database_features = vectors.postprocess_features(feature_index.features, metric)
     if diffusion_graph is not None:
         query_features, mirrored_features = np.split(both, 2)
         return (readable_paths, *graph.rank_by_diffusion(query_features, database_features, diffusion_graph, top_k, exclude,
                                                          mirrored_features))
-    rows, distances = nearer_of_mirrors(*rank(both, database_features, top_k, np.concatenate([exclude, exclude]),
-                                              prefix=prefix_of(feature_index, metric)), top_k)
+    rows, distances = nearer_of_mirrors(*rank(both, database_features, top_k, np.concatenate([exclude, exclude])), top_k)
     if metric == "cosine":
         # Between unit vectors |a - b|^2 = 2 (1 - cos), so this reports the cosine distance itself.
         distances = distances**2 / 2
@@ -213,13 +110,6 @@ def nearer_of_mirrors(rows, distances, top_k):
     distances = np.where(repeated, np.inf, distances)
     order = np.argsort(distances, axis=1, kind="stable")[:, :top_k]
     return np.take_along_axis(rows, order, axis=1), np.take_along_axis(distances, order, axis=1)
-
-
-def prefix_of(feature_index, metric):
-    """The index's (basis, bounds) for rank_pruned when they were built for this metric, else None."""
-    if feature_index.get("prefix_metric") != metric:
-        return None
-    return feature_index["prefix_basis"], feature_index["prefix_bounds"]
 
 
 def drop_excluded(rows, distances, exclude, top_k):

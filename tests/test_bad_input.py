@@ -45,7 +45,7 @@ def test_unreadable_file_is_skipped_and_counted(name, gray_model, tmp_path, caps
     index_dataset.main(["--dataset", str(folder), "--model", str(gray_model / "autoencoder.keras"),
                         "--index", str(tmp_path / "features.pkl")])
     assert f"skipped 1 unreadable image(s) of 2, first: {folder / name}" in capsys.readouterr().err
-    assert index.load_index(str(tmp_path / "features.pkl"))["paths"] == ["good.png"]
+    assert index.load_index(str(tmp_path / "features.pkl")).paths == ["good.png"]
 
 
 @pytest.mark.parametrize("name", sorted(READABLE))
@@ -134,12 +134,15 @@ def test_keras_file_that_is_a_zip_of_junk(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda saved: saved | {"format_version": 0}, "index format 0, expected 3"),
+    (lambda saved: saved | {"format_version": 0}, "index format 0, expected 4"),
     (lambda saved: [saved], "not an index of this suite"),
     (lambda saved: {key: value for key, value in saved.items() if key != "paths"}, "not an index of this suite"),
+    (lambda saved: saved | {"unknown": 1}, "not an index of this suite"),
     (lambda saved: saved | {"features": saved["features"][:3]}, "features do not match its paths"),
-    (lambda saved: saved | {"prefix_bounds": saved["prefix_bounds"][:, :3]}, "exact-search bound does not match its features"),
-    (lambda saved: saved | {"prefix_metric": np.array(["cosine"])}, "exact-search bound does not match its features"),
+    (lambda saved: saved | {"labels": saved["labels"][:3]}, "labels do not match its paths"),
+    (lambda saved: saved | {"stamps": saved["stamps"].tolist()}, "stamps do not match its paths"),
+    (lambda saved: saved | {"neighbours": saved["neighbours"] + 100}, "neighbour graph does not match its paths"),
+    (lambda saved: saved | {"approximate_metric": np.array(["cosine"])}, "unknown approximate_metric"),
 ])
 def test_malformed_index(change, message, gray_model, gray_index, tmp_path, capsys):
     with open(gray_index, "rb") as file:

@@ -92,12 +92,12 @@ def test_indexing_killed_mid_run_keeps_the_previous_index(gray_model, gray_index
     process.send_signal(signal.SIGKILL)  # At once: decoding 4,500 large JPEGs takes far longer than one poll.
     assert process.wait() == -signal.SIGKILL, "indexing ended before it could be interrupted"
     assert digest(index_path) == before
-    assert len(index.load_index(str(index_path))["paths"]) == 48
+    assert len(index.load_index(str(index_path)).paths) == 48
 
     rerun = subprocess.run([sys.executable, "index_dataset.py", *argv], cwd=REPOSITORY_DIR, capture_output=True,
                            text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert len(index.load_index(str(index_path))["paths"]) == 150 * 30
+    assert len(index.load_index(str(index_path)).paths) == 150 * 30
 
 
 def limit_file_size():

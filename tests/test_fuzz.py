@@ -18,8 +18,8 @@ FUZZ = hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None,
                            suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
 VALID_PNG = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (12, 9, 3), dtype=np.uint8))[1].tobytes()
 VALID_JPEG = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 255, (12, 9, 3), dtype=np.uint8))[1].tobytes()
-VALID_INDEX = pickle.dumps({"format_version": 3, "histograms": False, "neighbours": np.array([[1], [0]], np.int32),
-                            "neighbour_similarities": np.ones((2, 1), np.float32), "dataset_dir": "/d", "paths": ["a.png", "b.png"], "labels": ["x", "y"], "stamps": [[1, 2], [3, 4]],
+VALID_INDEX = pickle.dumps({"format_version": 4, "histograms": False, "neighbours": np.array([[1], [0]], np.int32),
+                            "neighbour_similarities": np.ones((2, 1), np.float32), "dataset_dir": "/d", "paths": ["a.png", "b.png"], "labels": ["x", "y"], "stamps": np.array([[1, 2], [3, 4]]),
                             "features": np.ones((2, 3), np.float32), "model_sha256": "0" * 64, "image_size": 8, "channels": 1},
                            protocol=5)
 
@@ -66,4 +66,4 @@ def test_index_loader_returns_an_index_or_a_clear_error(tmp_path, content):
     except InputError as error:
         assert str(path) in str(error)
     else:
-        assert loaded["features"].dtype == np.float32 and len(loaded["paths"]) == len(loaded["features"])
+        assert loaded.features.dtype == np.float32 and len(loaded.paths) == len(loaded.features)

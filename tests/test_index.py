@@ -42,26 +42,6 @@ def structured_features(count, length, noise, seed):
     return (latent + noise * rng.normal(size=(count, length))).astype(np.float32)
 
 
-@pytest.mark.parametrize("metric, noise, top_k", [("euclidean", 0.05, 10), ("cosine", 0.05, 25), ("euclidean", 3.0, 10)])
-def test_pruned_ranking_is_exact(metric, noise, top_k):
-    # Noise of 3.0 swamps the subspace, so the bound rules out little and the single-product path runs.
-    features = vectors.postprocess_features(structured_features(3000, 300, noise, seed=1), metric)
-    prefix = ranking.build_prefix_bound(features, metric)
-    queries = vectors.postprocess_features(structured_features(12, 300, noise, seed=2), metric)
-    queries[3] = features[40]  # A query that is also in the database, left out below.
-    exclude = np.full(len(queries), -1)
-    exclude[3] = 40
-    expected_rows, expected_distances = ranking.rank(queries, features, top_k, exclude)
-    rows, distances = ranking.rank(queries, features, top_k, exclude, prefix=prefix)
-    assert prefix[0].shape == (300, ranking.PREFIX_LENGTH) and prefix[1].shape == (ranking.PREFIX_LENGTH + 2, 3000)
-    assert np.array_equal(rows, expected_rows) and 40 not in rows[3]
-    assert np.allclose(distances, expected_distances, atol=1e-4)
-
-
-def test_prefix_bound_is_skipped_for_short_rows():
-    assert ranking.build_prefix_bound(np.ones((50, ranking.PREFIX_LENGTH), np.float32), "euclidean") is None
-
-
 def test_cosine_postprocessing_in_place_and_twice_copies_nothing():
     features = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]], dtype=np.float32)
     normalised = vectors.postprocess_features(features, "cosine", in_place=True)
@@ -176,8 +156,7 @@ def two_chains(points=20):
 
 def test_diffusion_follows_the_manifold():
     database = two_chains()
-    index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(database, neighbours=3)))
-    diffusion_graph = graph.diffusion_graph_of(index)
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3))
     assert abs(diffusion_graph.operator - diffusion_graph.operator.T).max() < 1e-6  # Symmetric, as conjugate gradients need.
     # A query at the start of the first chain: by cosine, the end of the first chain is farther than
     # part of the second chain, but diffusion ranks the whole first chain first.
@@ -191,20 +170,20 @@ def test_diffusion_follows_the_manifold():
 
 def test_diffusion_leaves_the_excluded_row_out():
     database = two_chains(10)
-    index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(database, neighbours=3)))
-    rows, _ = graph.rank_by_diffusion(database[[2]], database, graph.diffusion_graph_of(index), 50, np.array([2]))
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3))
+    rows, _ = graph.rank_by_diffusion(database[[2]], database, diffusion_graph, 50, np.array([2]))
     assert rows.shape == (1, 19) and 2 not in rows[0]
 
 
 def test_diffusion_graph_is_none_without_a_neighbour_graph():
-    assert graph.diffusion_graph_of({"neighbours": None, "neighbour_similarities": None}) is None
+    assert graph.diffusion_graph_of(None, None) is None
 
 
 def test_diffusion_ranks_copies_of_the_query_first():
     database = two_chains()
-    index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(database, neighbours=3)))
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3))
     # The chain's end point is poorly connected, so diffusion alone would rank its neighbours above it.
-    rows, distances = graph.rank_by_diffusion(database[[19]], database, graph.diffusion_graph_of(index), 3, np.array([-1]))
+    rows, distances = graph.rank_by_diffusion(database[[19]], database, diffusion_graph, 3, np.array([-1]))
     assert rows[0][0] == 19 and distances[0][0] < 1e-6
 
 
@@ -223,8 +202,8 @@ def test_near_copies_rank_first_in_order_of_similarity():
     # Three near copies of row 19 (cosine 1, about 0.996 and 0.98), beside its chain neighbours.
     copies = unit(database[[19, 19, 19]] + np.array([[0, 0, 0], [0.1, 0, 0], [0.2, 0, 0.1]], dtype=np.float32))
     with_copies = np.concatenate([database, copies])
-    index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(with_copies, neighbours=3)))
-    rows, _ = graph.rank_by_diffusion(database[[19]], with_copies, graph.diffusion_graph_of(index), 10, np.array([19]))
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(with_copies, neighbours=3))
+    rows, _ = graph.rank_by_diffusion(database[[19]], with_copies, diffusion_graph, 10, np.array([19]))
     similarities = with_copies[rows[0]] @ database[19]
     near = int((similarities >= graph.NEAR_COPY_SIMILARITY).sum())
     # Every near copy comes before every other row, the exact copy first, and they are in order of similarity.

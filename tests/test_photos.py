@@ -143,8 +143,8 @@ def test_no_picture_is_the_top_hit_of_many_queries(photo_folder, capsys):
             assert ranked[0][0].split("/")[0] == os.path.basename(os.path.dirname(query)), (query, ranked[:3])
     # The folder does have a hub: the collage is linked to more pictures than any picture is.
     feature_index = index.load_index(str(root / "output" / "features.pkl"))
-    links = np.bincount(feature_index["neighbours"].ravel(), minlength=len(queries))
-    assert np.argmax(links) == feature_index["paths"].index("collage/collage.png") and links.max() > 0.8 * len(queries)
+    links = np.bincount(feature_index.neighbours.ravel(), minlength=len(queries))
+    assert np.argmax(links) == feature_index.paths.index("collage/collage.png") and links.max() > 0.8 * len(queries)
 
 
 def test_a_mirrored_copy_ranks_near_and_a_colour_swapped_copy_far(photo_folder, capsys, tmp_path):

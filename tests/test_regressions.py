@@ -11,7 +11,7 @@ import numpy as np
 import evaluate
 import index_dataset
 import train
-from imsearch import metrics, model, pictures, safeio
+from imsearch import index, metrics, model, pictures, safeio
 
 
 def test_three_filters_round_the_image_size_to_what_three_halvings_need(gray_dataset, tmp_path, capsys):
@@ -118,7 +118,9 @@ def test_a_query_that_is_an_indexed_symlink_is_not_its_own_hit(gray_model, gray_
     (folder / "disc" / "000.png").symlink_to(elsewhere)
     (tmp_path / "shortcut.png").symlink_to(folder / "disc" / "001.png")
     paths = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*.png"))
-    feature_index = {"paths": paths, "dataset_dir": str(folder)}
+    feature_index = index.FeatureIndex(dataset_dir=str(folder), paths=paths, labels=None, stamps=np.zeros((len(paths), 2), np.int64),
+                                       features=np.zeros((len(paths), 4), np.float32), model_sha256="", image_size=28,
+                                       channels=1, histograms=False)
     queries = [str(folder / "disc" / "000.png"), str(tmp_path / "shortcut.png"), str(gray_dataset / "test" / "disc" / "000.png")]
     rows = ranking.rows_of_queries(feature_index, queries)
     assert rows.tolist() == [paths.index("disc/000.png"), paths.index("disc/001.png"), -1]
