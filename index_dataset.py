@@ -2,7 +2,7 @@
 
 import os
 
-from imsearch import cli, index, model, safeio
+from imsearch import cli, console, index, model, safeio
 
 FIELDS = ("dataset_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "approximate",
           "approximate_above", "histograms", "diffusion", "metric")
@@ -30,7 +30,7 @@ def main(argv=None):
                                      settings.metric)
     count, length = feature_index.features.shape
     approximate = " with an approximate index beside it" if feature_index.approximate_sha256 else ""
-    cli.log(f"indexed {count} images ({length} features each) to {settings.index_path}{approximate}")
+    console.log(f"indexed {count} images ({length} features each) to {settings.index_path}{approximate}")
     return index.IndexingReport(images=count, encoded=encoded, relinked=relinked)
 
 

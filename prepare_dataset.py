@@ -2,7 +2,7 @@
 
 import os
 
-from imsearch import cli, datasets, photos
+from imsearch import cli, console, datasets, photos
 
 SOURCES = ("fashion-mnist", "digits", "photos", "photos-small", "mnist", "cifar10", "cifar100")
 # Datasets that come with an installed package, so they need no --source.
@@ -23,12 +23,12 @@ def main(argv=None):
         parser.error(f"{arguments.name} needs --source DIR, the folder holding its downloaded files")
     target_dir = os.path.join(settings.dataset_root_dir, arguments.name)
     if os.path.exists(target_dir):
-        cli.log(f"{target_dir} already exists; nothing to do (remove it to prepare again)")
+        console.log(f"{target_dir} already exists; nothing to do (remove it to prepare again)")
         return
     if arguments.name in ("photos", "photos-small"):
         pictures = photos.find_photos(arguments.source or photos.SHARE_DIR)
         build = photos.build_views if arguments.name == "photos" else photos.build_small_folder
-        cli.log(f"wrote {build(pictures, target_dir)} images of {len(pictures)} photographs to {target_dir}")
+        console.log(f"wrote {build(pictures, target_dir)} images of {len(pictures)} photographs to {target_dir}")
         return
     if arguments.name == "fashion-mnist":
         splits, class_names = datasets.load_fashion_mnist(arguments.source or datasets.DEBIAN_FASHION_MNIST_DIR), datasets.FASHION_MNIST_CLASSES
@@ -39,7 +39,7 @@ def main(argv=None):
     else:
         splits, class_names = datasets.load_cifar_splits(arguments.source)
     count = datasets.write_image_folders(splits, class_names, target_dir)
-    cli.log(f"wrote {count} images to {target_dir}")
+    console.log(f"wrote {count} images to {target_dir}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 import config
-from imsearch import InputError, cli, data, gallery, index, model, pictures, ranking, safeio, vectors
+from imsearch import InputError, cli, console, data, gallery, index, model, pictures, ranking, safeio, vectors
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
           "images", "html_path", "encode_batch_size", "seed", "diffusion")
@@ -54,7 +54,7 @@ def write_pictures(settings, feature_index, query_paths, rows, distances):
     if settings.html_path:
         gallery.write_gallery(settings.html_path, sections, settings.metric)
     if missing:
-        data.warn(f"{len(missing)} image(s) shown blank in the pictures: unreadable since indexing, first: {missing[0]}; "
+        console.warn(f"{len(missing)} image(s) shown blank in the pictures: unreadable since indexing, first: {missing[0]}; "
                   "refresh the index with index_dataset.py --update")
 
 
@@ -91,7 +91,7 @@ def report_unreadable(query_paths, found_paths):
     missing = next(path for path in query_paths if path not in found)
     if not found_paths:
         raise InputError(f"{missing}: not a readable image; pass image files (jpg, png, bmp, webp)")
-    data.warn(f"skipped {len(query_paths) - len(found_paths)} unreadable query image(s), first: {missing}")
+    console.warn(f"skipped {len(query_paths) - len(found_paths)} unreadable query image(s), first: {missing}")
 
 
 def hit_path(feature_index, row):

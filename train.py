@@ -1,6 +1,6 @@
 """Train the regularized convolutional autoencoder on a folder of images."""
 
-from imsearch import cli, training
+from imsearch import cli, console, training
 
 FIELDS = (
     "dataset_dir", "output_dir", "image_size", "channels", "architecture", "filters", "latent_dim",
@@ -15,7 +15,7 @@ def main(argv=None):
     settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, FIELDS), argv)
     model_path, history_rows = training.train(settings)
     best = min((row.get("val_loss", row["loss"]) for row in history_rows), default=float("nan"))
-    cli.log(f"{len(history_rows)} epochs, best val_loss {best:.5f}; model saved to {model_path}")
+    console.log(f"{len(history_rows)} epochs, best val_loss {best:.5f}; model saved to {model_path}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import json
 import os
 import random
 
-from imsearch import InputError, cli, data, metrics, safeio, training
+from imsearch import InputError, cli, console, data, metrics, safeio, training
 
 FIELDS = (
     "dataset_dir", "output_dir", "image_size", "channels", "architecture", "l2_weight_decay", "loss", "batch_size",
@@ -39,7 +39,7 @@ def main(argv=None):
     print("\t".join(COLUMNS), flush=True)
     results = []
     for number, trial in enumerate(draw_trials(settings), start=1):
-        cli.log(f"trial {number}: latent {trial.latent_dim}, filters {trial.filters}, "
+        console.log(f"trial {number}: latent {trial.latent_dim}, filters {trial.filters}, "
                 f"learning rate {trial.learning_rate}, L1 {trial.l1_activity}")
         model_path, history_rows = training.train(trial)
         scores = metrics.validation_retrieval(model_path, trial)
@@ -51,7 +51,7 @@ def main(argv=None):
     best = max(results, key=lambda result: result["map"])
     best_path = os.path.join(settings.output_dir, "tune", "best.json")
     safeio.atomic_write_bytes(best_path, json.dumps({"best": best, "trials": results}, indent=2).encode())
-    cli.log(f"best: trial {best['trial']} (mAP {best['map']:.4f}); train it fully with: python train.py "
+    console.log(f"best: trial {best['trial']} (mAP {best['map']:.4f}); train it fully with: python train.py "
             f"--latent-dim {best['latent_dim']} --filters {' '.join(map(str, best['filters']))} "
             f"--learning-rate {best['learning_rate']} --l1-activity {best['l1_activity']}; all trials in {best_path}")
 

@@ -7,7 +7,7 @@ import os
 import sys
 
 import config
-from imsearch import InputError
+from imsearch import InputError, console
 
 # Fields that must be positive, and those that may also be zero, checked for every script.
 POSITIVE_FIELDS = ("latent_dim", "learning_rate", "batch_size", "epochs", "encode_batch_size", "top_k", "tune_trials", "tune_epochs")
@@ -95,15 +95,11 @@ def reports_errors(main):
         try:
             return main(argv)
         except InputError as error:
-            print(f"{program}: error: {error}", file=sys.stderr)
+            console.log(f"{program}: error: {error}")
             sys.exit(2)
         except KeyboardInterrupt:
-            print(f"{program}: interrupted; files already written are intact", file=sys.stderr)
+            console.log(f"{program}: interrupted; files already written are intact")
             sys.exit(130)
 
     return wrapper
 
-
-def log(message):
-    """Progress and logs go to stderr, keeping stdout for results."""
-    print(message, file=sys.stderr, flush=True)

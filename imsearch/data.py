@@ -3,12 +3,11 @@
 import concurrent.futures
 import os
 import stat
-import sys
 
 import cv2
 import numpy as np
 
-from imsearch import InputError
+from imsearch import InputError, console
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Used when a folder's images differ in size or exceed this: at 256 px the network has 101M parameters.
@@ -34,7 +33,7 @@ def list_images(dataset_dir):
         prefix = "" if prefix == "./" else prefix
         relative_paths.extend(prefix + name for name in file_names if name.lower().endswith(IMAGE_EXTENSIONS))
     if unreadable_folders:
-        warn(f"skipped {len(unreadable_folders)} unreadable folder(s), first: {unreadable_folders[0].filename}")
+        console.warn(f"skipped {len(unreadable_folders)} unreadable folder(s), first: {unreadable_folders[0].filename}")
     if not relative_paths:
         raise InputError(f"{dataset_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; point --dataset at a folder of images")
     relative_paths.sort()
@@ -202,15 +201,10 @@ def keep_readable(paths, image_size, channels, batch_size=512):
     if skipped:
         readable_set = set(readable)
         first = next(path for path in paths if path not in readable_set)
-        warn(f"skipped {skipped} unreadable image(s) of {len(paths)}, first: {first}")
+        console.warn(f"skipped {skipped} unreadable image(s) of {len(paths)}, first: {first}")
     if not readable:
         raise InputError(f"none of the {len(paths)} images is readable (first: {paths[0]}); check the folder")
     return readable
-
-
-def warn(message):
-    """A warning on stderr."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None, augmentation=None):

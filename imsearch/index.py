@@ -3,11 +3,10 @@
 import dataclasses
 import hashlib
 import os
-import sys
 
 import numpy as np
 
-from imsearch import InputError, data, encoding, graph, model, ranking, safeio, vectors
+from imsearch import InputError, console, data, encoding, graph, model, ranking, safeio, vectors
 
 FORMAT_VERSION = 4
 METRICS = ("euclidean", "cosine")
@@ -150,14 +149,14 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         stamps = np.array([file_stamp(path) for path in paths], dtype=np.int64).reshape(-1, 2)
     reusable = reusable_rows(previous, relative_paths, stamps)
     pending = [position for position, row in enumerate(reusable) if row < 0]
-    print(f"encoding {len(pending)} images of {dataset_dir} ({len(paths) - len(pending)} unchanged)", file=sys.stderr, flush=True)
+    console.log(f"encoding {len(pending)} images of {dataset_dir} ({len(paths) - len(pending)} unchanged)")
     new_features, readable = encoding.encode_paths(
         encoder, [paths[position] for position in pending], batch_size, histograms=histograms,
         stamps=stamps if previous is None else None,  # Without a previous index every path is pending, in order.
     )
     unreadable = [pending[i] for i in np.flatnonzero(~readable)]
     if unreadable:
-        data.warn(f"skipped {len(unreadable)} unreadable image(s) of {len(paths)}, first: {paths[unreadable[0]]}")
+        console.warn(f"skipped {len(unreadable)} unreadable image(s) of {len(paths)}, first: {paths[unreadable[0]]}")
     kept = sorted(set(range(len(paths))) - set(unreadable))
     if not kept:
         raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
@@ -192,7 +191,7 @@ def with_neighbour_graph(feature_index, previous=None):
     """
     count = feature_index.count
     neighbours = graph.neighbour_count(count)
-    print(f"linking each of {count} images to its {neighbours} nearest, for diffusion", file=sys.stderr, flush=True)
+    console.log(f"linking each of {count} images to its {neighbours} nearest, for diffusion")
     previous_graph = None if previous is None else previous.neighbours
     if previous_graph is None or previous_graph.shape[1] != neighbours or previous.histograms != feature_index.histograms:
         rows, similarities = graph.neighbour_graph(feature_index.features)
@@ -202,8 +201,7 @@ def with_neighbour_graph(feature_index, previous=None):
         rows, similarities, relinked = graph.update_neighbour_graph(
             feature_index.features, previous_rows, previous_graph, previous.neighbour_similarities
         )
-        print(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index",
-              file=sys.stderr, flush=True)
+        console.log(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index")
     return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities), relinked
 
 
@@ -271,7 +269,7 @@ def load_approximate(index_path, feature_index):
     except OSError:
         payload = b""
     if hashlib.sha256(payload).hexdigest() != feature_index.approximate_sha256:
-        data.warn(f"{approximate_path}: missing or not the one this index was saved with; searching exactly")
+        console.warn(f"{approximate_path}: missing or not the one this index was saved with; searching exactly")
         return None
     import faiss
 

@@ -5,7 +5,7 @@ import concurrent.futures
 import numpy as np
 import tensorflow as tf
 
-from imsearch import InputError, data, encoding, graph, model, ranking, vectors
+from imsearch import InputError, console, data, encoding, graph, model, ranking, vectors
 
 METRIC_NAMES = ("map", "map_at_100", "precision_at_1", "precision_at_10", "precision_at_100", "knn_accuracy", "top_hit_share")
 # Queries ranked at a time in each thread: two blocks in flight hold what one block of 256 held before,
@@ -123,7 +123,7 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
         raise InputError(f"{queries_dir}: queries need class subfolders (<class>/<image>) to be scored")
     unlabelled = sum(label is None for label in labels)
     if unlabelled:
-        data.warn(f"skipped {unlabelled} queries at the root of {queries_dir}: only images in class subfolders can be scored")
+        console.warn(f"skipped {unlabelled} queries at the root of {queries_dir}: only images in class subfolders can be scored")
         relative_paths, labels = labelled_only(relative_paths, labels)
     query_paths = data.full_paths(queries_dir, relative_paths)
     query_features, mirrored_features, readable = encoding.encode_queries(encoder, query_paths, batch_size,

@@ -7,7 +7,7 @@ import zlib
 import cv2
 import numpy as np
 
-from imsearch import InputError, data, datasets
+from imsearch import InputError, console, datasets
 
 # The photographs among Debian's wallpapers, one entry per picture (never per file): plasma ships each
 # picture at many resolutions, and the largest file of its folder is taken. Left out as drawings or
@@ -82,11 +82,11 @@ def find_photos(share_dir=SHARE_DIR):
         raise InputError(f"no wallpaper photographs under {share_dir}; install them with: {install}")
     extra = skimage_photos()
     if len(extra) < len(SKIMAGE_PHOTOS):
-        data.warn(f"{len(SKIMAGE_PHOTOS) - len(extra)} of scikit-image's {len(SKIMAGE_PHOTOS)} photographs are missing, "
-                  "so the benchmark differs from README's; install it with: pip install -r requirements.txt")
+        console.warn(f"{len(SKIMAGE_PHOTOS) - len(extra)} of scikit-image's {len(SKIMAGE_PHOTOS)} photographs are missing, "
+                     "so the benchmark differs from README's; install it with: pip install -r requirements.txt")
     if missing:
-        data.warn(f"{len(WALLPAPER_PHOTOS) - len(photos)} of the {len(WALLPAPER_PHOTOS)} wallpaper photographs are "
-                  f"missing, so the benchmark differs from README's; install them with: {install}")
+        console.warn(f"{len(WALLPAPER_PHOTOS) - len(photos)} of the {len(WALLPAPER_PHOTOS)} wallpaper photographs are "
+                     f"missing, so the benchmark differs from README's; install them with: {install}")
     return photos | extra
 
 

@@ -1,11 +1,10 @@
 """Ranking an index against queries: exact vectorised distances, the faiss approximate index, or diffusion."""
 
 import os
-import sys
 
 import numpy as np
 
-from imsearch import encoding, graph, vectors
+from imsearch import console, encoding, graph, vectors
 
 # Queries are ranked in blocks so the distance matrix stays small (block x database floats).
 QUERY_BLOCK = 256
@@ -78,8 +77,7 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     if diffusion and metric == "cosine":
         diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
     if diffusion and metric == "cosine" and diffusion_graph is None:
-        print("note: the index has no neighbour graph (shards, --no-diffusion or a large index); ranking by cosine alone",
-              file=sys.stderr)
+        console.note("the index has no neighbour graph (shards, --no-diffusion or a large index); ranking by cosine alone")
     database_features = vectors.postprocess_features(feature_index.features, metric)
     if diffusion_graph is not None:
         query_features, mirrored_features = np.split(both, 2)

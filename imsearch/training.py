@@ -12,7 +12,7 @@ import sys
 import tensorflow as tf
 from tensorflow import keras
 
-from imsearch import InputError, data, model, pictures, safeio
+from imsearch import InputError, console, data, model, pictures, safeio
 
 HISTORY_FILE = "history.csv"
 LOSS_PLOT_FILE = "training_loss.png"
@@ -128,7 +128,7 @@ def load_resume_state(resume_dir, record):
         try:
             autoencoder = keras.models.load_model(os.path.join(resume_dir, name), safe_mode=True)
         except Exception as error:  # A state file Keras cannot read is skipped for the one before it.
-            data.warn(f"{os.path.join(resume_dir, name)}: unreadable resume state ({type(error).__name__}), trying an older one")
+            console.warn(f"{os.path.join(resume_dir, name)}: unreadable resume state ({type(error).__name__}), trying an older one")
             continue
         return autoencoder, int(name[len("epoch-") : -len(".keras")])
     return None, 0
@@ -179,7 +179,7 @@ def train(settings):
     multiple = model.size_multiple(settings.filters)
     if settings.image_size % multiple:
         settings = dataclasses.replace(settings, image_size=-(-settings.image_size // multiple) * multiple)
-        data.warn(f"image size rounded up to {settings.image_size}: each of the {len(settings.filters)} --filters halves it")
+        console.warn(f"image size rounded up to {settings.image_size}: each of the {len(settings.filters)} --filters halves it")
     train_paths = data.keep_readable(train_paths, settings.image_size, settings.channels)
     validation_paths = data.keep_readable(validation_paths, settings.image_size, settings.channels) if validation_paths else []
     if not validation_paths:
@@ -199,11 +199,11 @@ def train(settings):
             autoencoder = model.build_autoencoder(*shape, settings)
             model.compile_autoencoder(autoencoder, settings, steps_per_epoch=-(-len(train_paths) // settings.batch_size))
     if strategy is not tf.distribute.get_strategy():
-        print(f"training with {type(strategy).__name__} on {strategy.num_replicas_in_sync} replicas", file=sys.stderr)
+        console.log(f"training with {type(strategy).__name__} on {strategy.num_replicas_in_sync} replicas")
     if completed_epochs:
-        print(f"resuming after epoch {completed_epochs} from {resume_dir}", file=sys.stderr)
-    print(f"training on {len(train_paths)} images, validating on {len(validation_paths)}, "
-          f"{settings.image_size}x{settings.image_size}x{settings.channels}", file=sys.stderr)
+        console.log(f"resuming after epoch {completed_epochs} from {resume_dir}")
+    console.log(f"training on {len(train_paths)} images, validating on {len(validation_paths)}, "
+                f"{settings.image_size}x{settings.image_size}x{settings.channels}")
     history_rows = read_history(os.path.join(settings.output_dir, "logs", HISTORY_FILE), completed_epochs)
     # Keras prints progress to stdout; the suite keeps stdout for results.
     with contextlib.redirect_stdout(sys.stderr):
