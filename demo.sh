@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash install.sh
-python3 prepare_dataset.py fashion-mnist
-python3 train.py --epochs "${EPOCHS:-5}"
-python3 evaluate.py --model output/autoencoder.keras
-python3 index_dataset.py --model output/autoencoder.keras --index output/features.pkl
-python3 search.py --model output/autoencoder.keras --index output/features.pkl --sample 3 > output/search_results.tsv
+.venv/bin/python prepare_dataset.py fashion-mnist
+.venv/bin/python train.py --epochs "${EPOCHS:-5}"
+.venv/bin/python evaluate.py --model output/autoencoder.keras
+.venv/bin/python index_dataset.py --model output/autoencoder.keras --index output/features.pkl
+.venv/bin/python search.py --model output/autoencoder.keras --index output/features.pkl --sample 3 > output/search_results.tsv
 echo "done: see output/ (query_*.jpg, results_*.jpg, reconstructions.png, training_loss.png, search_results.tsv)" >&2

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Install everything the suite needs on a fresh Debian/Ubuntu machine with Python 3.11 (run as root or with sudo).
+# Install everything the suite needs on a fresh Debian/Ubuntu machine: Debian's Fashion-MNIST and venv
+# support through apt (as root, or with sudo), then the pinned Python packages into .venv, which every
+# command in README runs from. The system Python is never touched (PEP 668).
 set -euo pipefail
 cd "$(dirname "$0")"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+packages=()
+[ -d /usr/share/datasets/fashion-mnist ] || packages+=(dataset-fashion-mnist)
+# Debian and Ubuntu ship venv's ensurepip separately, as python3-venv.
+python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
+if [ "${#packages[@]}" -gt 0 ]; then
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -r requirements.txt
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+# The imsearch package itself, editable, so the benchmarks and your own scripts can import it from anywhere.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .

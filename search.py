@@ -5,8 +5,7 @@ import sys
 
 import numpy as np
 
-import config
-from imsearch import InputError, cli, console, data, gallery, index, model, pictures, ranking, safeio, vectors
+from imsearch import InputError, cli, config, console, data, gallery, index, model, pictures, ranking, safeio, vectors
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
           "images", "html_path", "encode_batch_size", "seed", "diffusion")

@@ -11,9 +11,8 @@ import time
 import numpy as np
 
 import common
-import config
 import index_dataset
-from imsearch import data, encoding, model
+from imsearch import config, data, encoding, model
 
 
 def link_folder(paths, folder):

@@ -11,8 +11,7 @@ import sys
 import tempfile
 
 import common
-import config
-from imsearch import encoding, model
+from imsearch import config, encoding, model
 
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

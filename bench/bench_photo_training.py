@@ -12,9 +12,8 @@ import argparse
 import os
 
 import common
-import config
 from bench_training import images_per_second
-from imsearch import data, photos
+from imsearch import config, data, photos
 
 OUTPUT_DIR = os.path.join(common.REPOSITORY_DIR, "output", "bench", "photo-training")
 # What train.py infers for a folder of photos of varied sizes (data.VARIED_IMAGE_SIZE, colour).

@@ -74,8 +74,7 @@ def graph_of(features, feature_index=None):
 
 def table_rows(name, epochs, max_queries):
     """(features, re-ranking, metrics) rows of one set."""
-    import config
-    from imsearch import data, descriptors, encoding, index, model
+    from imsearch import config, data, descriptors, encoding, index, model
 
     train_dir, test_dir, output_dir = prepare(name, epochs)
     autoencoder = model.load_autoencoder(os.path.join(output_dir, "autoencoder.keras"))

@@ -6,8 +6,7 @@ import time
 import numpy as np
 
 import common
-import config
-from imsearch import encoding, model, ranking, vectors
+from imsearch import config, encoding, model, ranking, vectors
 
 FASHION_TEST_DIR = "dataset/fashion-mnist/test"
 

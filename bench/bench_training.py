@@ -7,8 +7,7 @@ import numpy as np
 from tensorflow import keras
 
 import common
-import config
-from imsearch import data, model
+from imsearch import config, data, model
 
 
 class EpochTimer(keras.callbacks.Callback):

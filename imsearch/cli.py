@@ -6,8 +6,7 @@ import functools
 import os
 import sys
 
-import config
-from imsearch import InputError, console
+from imsearch import InputError, config, console
 
 # Fields that must be positive, and those that may also be zero, checked for every script.
 POSITIVE_FIELDS = ("latent_dim", "learning_rate", "batch_size", "epochs", "encode_batch_size", "top_k", "tune_trials", "tune_epochs")

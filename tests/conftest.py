@@ -1,15 +1,12 @@
 """Fixtures: tiny synthetic image folders, and a model trained on them once per session."""
 
 import os
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import train  # noqa: E402  (needs the repository root on sys.path)
+import train
 
 SHAPES = ("disc", "square", "cross")
 

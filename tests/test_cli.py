@@ -4,10 +4,9 @@ import dataclasses
 
 import pytest
 
-import config
 import search
 import train
-from imsearch import cli
+from imsearch import cli, config
 
 
 def test_every_train_flag_comes_from_the_config(capsys):
