@@ -3,7 +3,10 @@
 import json
 import os
 
-from imsearch import cli, data, index, metrics, model, pictures, safeio, training, vectors
+from imsearch import cli
+
+data, index, metrics, model, pictures, safeio, training, vectors = cli.lazy_modules(
+    "data", "index", "metrics", "model", "pictures", "safeio", "training", "vectors")
 
 FIELDS = ("output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size", "diffusion")
 EXAMPLE_COUNT = 8

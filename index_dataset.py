@@ -2,7 +2,9 @@
 
 import os
 
-from imsearch import cli, console, index, model, safeio
+from imsearch import cli, console
+
+index, model, safeio = cli.lazy_modules("index", "model", "safeio")
 
 FIELDS = ("dataset_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "approximate",
           "approximate_above", "histograms", "diffusion", "metric")

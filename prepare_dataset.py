@@ -2,7 +2,9 @@
 
 import os
 
-from imsearch import cli, console, datasets, photos
+from imsearch import cli, console
+
+datasets, photos = cli.lazy_modules("datasets", "photos")
 
 SOURCES = ("fashion-mnist", "digits", "photos", "photos-small", "mnist", "cifar10", "cifar100")
 # Datasets that come with an installed package, so they need no --source.

@@ -3,9 +3,10 @@
 import os
 import sys
 
-import numpy as np
+from imsearch import InputError, cli, config, console
 
-from imsearch import InputError, cli, config, console, data, gallery, index, model, pictures, ranking, safeio, vectors
+data, gallery, index, model, pictures, ranking, safeio, vectors = cli.lazy_modules(
+    "data", "gallery", "index", "model", "pictures", "ranking", "safeio", "vectors")
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
           "images", "html_path", "encode_batch_size", "seed", "diffusion")
@@ -63,7 +64,7 @@ def read_for_display(path, missing):
         return data.read_image(path, pictures.CELL_SIZE, 3)
     except data.UnreadableImage:
         missing.append(path)
-        return np.zeros((pictures.CELL_SIZE, pictures.CELL_SIZE, 3), np.uint8)
+        return pictures.blank_cell()
 
 
 def load_indexes(index_paths, autoencoder, settings):

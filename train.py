@@ -1,6 +1,8 @@
 """Train the regularized convolutional autoencoder on a folder of images."""
 
-from imsearch import cli, console, training
+from imsearch import cli, console
+
+training = cli.lazy_modules("training")
 
 FIELDS = (
     "dataset_dir", "output_dir", "image_size", "channels", "architecture", "filters", "latent_dim",

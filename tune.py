@@ -6,7 +6,9 @@ import json
 import os
 import random
 
-from imsearch import InputError, cli, console, data, metrics, safeio, training
+from imsearch import InputError, cli, console
+
+data, metrics, safeio, training = cli.lazy_modules("data", "metrics", "safeio", "training")
 
 FIELDS = (
     "dataset_dir", "output_dir", "image_size", "channels", "architecture", "l2_weight_decay", "loss", "batch_size",

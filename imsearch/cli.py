@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import functools
+import importlib.util
 import os
 import sys
 
@@ -102,3 +103,20 @@ def reports_errors(main):
 
     return wrapper
 
+
+def lazy_modules(*names):
+    """The imsearch modules named, each loaded on its first use rather than now.
+
+    Scripts parse their flags first: --help and flag mistakes then answer at once, without importing TensorFlow.
+    """
+    modules = []
+    for name in names:
+        full_name = f"imsearch.{name}"
+        if full_name not in sys.modules:
+            spec = importlib.util.find_spec(full_name)
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[full_name] = module
+            spec.loader.exec_module(module)
+        modules.append(sys.modules[full_name])
+    return modules if len(modules) > 1 else modules[0]

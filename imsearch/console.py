@@ -1,6 +1,9 @@
 """The suite's own lines on stderr (logs, notes, warnings, errors); stdout is kept for results."""
 
+import contextlib
+import os
 import sys
+import tempfile
 
 
 def log(message):
@@ -16,3 +19,27 @@ def note(message):
 def warn(message):
     """Something skipped or changed so the rest could go on; the message says how many and what to do."""
     log(f"warning: {message}")
+
+
+@contextlib.contextmanager
+def native_stderr_without(notice):
+    """Run the block with file descriptor 2 captured; then write back every captured line not matching notice.
+
+    C++ libraries write to the descriptor itself, past sys.stderr, before any setting of theirs can quiet them.
+    Python's own writes during the block go the same way, so they come back too, in order.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not notice.match(line)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()

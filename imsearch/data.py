@@ -213,7 +213,7 @@ def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None,
     augmentation: optional dict with flip (bool), noise_std (float) and shift_pixels (int); flips
     change input and target alike, noise and shifts only the input, so the model learns to undo them.
     """
-    import tensorflow as tf
+    from imsearch.backend import tf  # Here, not at the top: reading images must not wait for TensorFlow.
 
     def load(batch_paths):
         images = [read_image(os.fsdecode(path), image_size, channels) for path in batch_paths]

@@ -1,6 +1,6 @@
 """Hand-made features appended to the encoder's: histograms of gradient orientations and of colours."""
 
-import tensorflow as tf
+from imsearch.backend import tf
 
 # A 7x7 grid of cells whatever the image size, so the histogram length never depends on it.
 GRID_CELLS = 7

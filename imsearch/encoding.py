@@ -4,10 +4,10 @@ import collections
 import concurrent.futures
 
 import numpy as np
-import tensorflow as tf
 import tqdm
 
 from imsearch import data, descriptors, model
+from imsearch.backend import tf
 
 # Feature calls running at once on separate batches.
 TRANSFORMS_IN_FLIGHT = 3

@@ -3,9 +3,9 @@
 import concurrent.futures
 
 import numpy as np
-import tensorflow as tf
 
 from imsearch import InputError, console, data, encoding, graph, model, ranking, vectors
+from imsearch.backend import tf
 
 METRIC_NAMES = ("map", "map_at_100", "precision_at_1", "precision_at_10", "precision_at_100", "knn_accuracy", "top_hit_share")
 # Queries ranked at a time in each thread: two blocks in flight hold what one block of 256 held before,

@@ -2,10 +2,11 @@
 
 import os
 
-from keras import layers
-from tensorflow import keras
 
 from imsearch import InputError
+from imsearch.backend import keras
+
+layers = keras.layers
 
 ENCODER_LAYER = "encoder"
 

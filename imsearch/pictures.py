@@ -29,6 +29,11 @@ def to_display(image, cell_size=CELL_SIZE):
     return cv2.resize(image, (cell_size, cell_size), interpolation=interpolation)
 
 
+def blank_cell(cell_size=CELL_SIZE):
+    """A black RGB cell, shown where an image can no longer be read."""
+    return np.zeros((cell_size, cell_size, 3), np.uint8)
+
+
 def write_rgb(path, image):
     """Write an RGB image atomically; OpenCV encodes BGR, so the channels are swapped exactly here."""
     extension = "." + path.rsplit(".", 1)[-1]

@@ -9,10 +9,9 @@ import os
 import shutil
 import sys
 
-import tensorflow as tf
-from tensorflow import keras
 
 from imsearch import InputError, console, data, model, pictures, safeio
+from imsearch.backend import keras, tf
 
 HISTORY_FILE = "history.csv"
 LOSS_PLOT_FILE = "training_loss.png"
@@ -174,6 +173,10 @@ def train(settings):
     Returns the model path and the history rows (one dict per epoch).
     """
     strategy = distribution_strategy()  # Before any TensorFlow op: collective ops are configured at startup.
+    # Grappler's remapper cannot fuse this network's gradient (LeakyReLU after a biased convolution) and logs
+    # "remapper failed" for every training graph; the graph then runs unfused anyway, so turning the pass off
+    # changes nothing but the error line.
+    tf.config.optimizer.set_experimental_options({"remapping": False})
     train_paths, validation_paths = split_folder(settings.dataset_dir, settings.validation_fraction, settings.seed)
     settings = resolve_image_shape(settings, train_paths + validation_paths)
     multiple = model.size_multiple(settings.filters)
