@@ -6,7 +6,7 @@ from imsearch import cli, console
 
 index, model, safeio = cli.lazy_modules("index", "model", "safeio")
 
-FIELDS = ("dataset_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "approximate",
+FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "approximate",
           "approximate_above", "histograms", "diffusion", "metric")
 
 

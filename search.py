@@ -105,9 +105,9 @@ def main(argv=None):
     parser = cli.make_parser(__file__, __doc__, FIELDS)
     parser.add_argument("queries", nargs="*", help="query image paths; - reads paths from stdin, one per line")
     parser.add_argument("--index", dest="index_paths", action="append", metavar="INDEX",
-                        help=f"the index; repeat it to search shard indexes as one (default: {config.DEFAULTS.index_path})")
+                        help=f"the index; repeat it to search shard indexes as one (default: {config.INDEX_FILE} in --output)")
     settings, arguments = cli.parse_config(parser, argv)
-    index_paths = arguments.index_paths or [config.DEFAULTS.index_path]
+    index_paths = arguments.index_paths or [settings.index_path]
     query_paths = gather_queries(arguments.queries, settings)
     if not query_paths:
         parser.error("no queries: give image paths, - to read them from stdin, or --sample N")

@@ -37,7 +37,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=5, help="rounds; each times every variant once, side by side")
-    parser.add_argument("--model", default=config.DEFAULTS.model_path, help="a trained model (run demo.sh first)")
+    parser.add_argument("--model", default=config.DEFAULTS.in_run_folder().model_path, help="a trained model (run demo.sh first)")
     arguments = parser.parse_args()
     paths = common.real_image_paths(arguments.images)
     encoder = model.encoder_of(model.load_autoencoder(arguments.model))

@@ -36,7 +36,7 @@ def link_folder(folder, count):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=config.DEFAULTS.model_path, help="a trained model (run demo.sh first)")
+    parser.add_argument("--model", default=config.DEFAULTS.in_run_folder().model_path, help="a trained model (run demo.sh first)")
     arguments = parser.parse_args()
     figures = {}
     with tempfile.TemporaryDirectory() as work_dir:

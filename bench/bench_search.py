@@ -79,7 +79,7 @@ def report_approximate(count, top_k):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=config.DEFAULTS.model_path, help="a trained model (run demo.sh first)")
+    parser.add_argument("--model", default=config.DEFAULTS.in_run_folder().model_path, help="a trained model (run demo.sh first)")
     parser.add_argument("--large", type=int, default=1_000_000, help="rows of the synthetic large index")
     arguments = parser.parse_args()
     top_k, metric = 10, config.DEFAULTS.metric

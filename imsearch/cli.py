@@ -58,7 +58,7 @@ def parse_config(parser, argv):
     field_names = {field.name for field in dataclasses.fields(config.Config)}
     values = {name: value for name, value in vars(namespace).items() if name in field_names}
     values = {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
-    settings = dataclasses.replace(config.DEFAULTS, **values)
+    settings = dataclasses.replace(config.DEFAULTS, **values).in_run_folder()
     problem = find_invalid_value(settings)
     if problem:
         parser.error(problem)

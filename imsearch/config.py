@@ -1,6 +1,11 @@
 """Every default of the image search suite, each stated once with the reason for it."""
 
 import dataclasses
+import os
+
+# The files a run folder (--output) holds, each written by one script and read by the later ones.
+MODEL_FILE = "autoencoder.keras"
+INDEX_FILE = "features.pkl"
 
 
 def option(default, reason, choices=None):
@@ -15,9 +20,9 @@ class Config:
     # Where things live.
     dataset_root_dir: str = option("dataset", "where prepare_dataset.py writes <name>/{train,test}/<class>/")
     dataset_dir: str = option("dataset/fashion-mnist/train", "folder of images; first-level subfolders are class labels")
-    output_dir: str = option("output", "where models, indexes, logs and pictures are written")
-    model_path: str = option("output/autoencoder.keras", "the trained autoencoder written by train.py")
-    index_path: str = option("output/features.pkl", "the feature index written by index_dataset.py")
+    output_dir: str = option("output", "the run folder: train.py writes the model here, the other scripts read it and write the index, metrics and pictures here")
+    model_path: str = option("", f"the trained autoencoder; empty means {MODEL_FILE} in --output")
+    index_path: str = option("", f"the feature index; empty means {INDEX_FILE} in --output")
 
     # Images: 0 means "take it from the dataset" in train.py; later scripts read both from the model.
     image_size: int = option(0, "square side in pixels; 0 infers it from the images (their size if uniform and <= 128, else 64)")
@@ -65,6 +70,13 @@ class Config:
     sample_dir: str = option("", "folder to sample queries from; empty means the test folder beside the dataset, else the dataset")
     images: bool = option(True, "write query and result montages to the output folder")
     html_path: str = option("", "also write a self-contained HTML gallery of the results here; empty writes none")
+
+    def in_run_folder(self):
+        """These settings with an empty model or index path filled in from the run folder (--output)."""
+        return dataclasses.replace(
+            self, model_path=self.model_path or os.path.join(self.output_dir, MODEL_FILE),
+            index_path=self.index_path or os.path.join(self.output_dir, INDEX_FILE),
+        )
 
 
 DEFAULTS = Config()

@@ -300,7 +300,8 @@ def merge_indexes(indexes, index_paths):
 def load_index(index_path, autoencoder=None, model_sha256=None):
     """Read an index with the restricted unpickler and check it belongs to the given model."""
     if not os.path.isfile(index_path):
-        raise InputError(f"{index_path}: index not found; run index_dataset.py first or pass --index")
+        run_folder = os.path.dirname(index_path) or "."
+        raise InputError(f"{index_path}: no index here; run index_dataset.py --output {run_folder} first, or pass --index")
     try:
         feature_index = FeatureIndex.from_dict(safeio.restricted_load(index_path))
     except MalformedIndex as problem:

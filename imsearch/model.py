@@ -78,7 +78,8 @@ def compile_autoencoder(model, settings, steps_per_epoch):
 def load_autoencoder(model_path):
     """Load this suite's autoencoder with safe_mode; InputError for anything else."""
     if not os.path.isfile(model_path):
-        raise InputError(f"{model_path}: model not found; run train.py first or pass --model")
+        run_folder = os.path.dirname(model_path) or "."
+        raise InputError(f"{model_path}: no model here; run train.py --output {run_folder} first, or pass --model")
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as error:  # Keras reports bad files as many exception types; all mean "not loadable".

@@ -10,7 +10,7 @@ import shutil
 import sys
 
 
-from imsearch import InputError, console, data, model, pictures, safeio
+from imsearch import InputError, config, console, data, model, pictures, safeio
 from imsearch.backend import keras, tf
 
 HISTORY_FILE = "history.csv"
@@ -192,7 +192,7 @@ def train(settings):
     augmentation = {"flip": settings.flip_augmentation, "noise_std": settings.denoise_std, "shift_pixels": settings.shift_pixels}
     train_data = data.training_dataset(train_paths, *shape, settings.batch_size, settings.seed, augmentation)
     validation_data = data.training_dataset(validation_paths, *shape, settings.batch_size)
-    model_path = os.path.join(settings.output_dir, "autoencoder.keras")
+    model_path = os.path.join(settings.output_dir, config.MODEL_FILE)
     record = json.loads(json.dumps(dataclasses.asdict(settings) | {
         "model_path": model_path, "train_images": len(train_paths), "validation_images": len(validation_paths)}))
     resume_dir = os.path.join(settings.output_dir, "logs", "resume")

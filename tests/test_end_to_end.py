@@ -116,3 +116,20 @@ def test_tune_scores_trials_by_validation_retrieval(gray_dataset, tmp_path, caps
     saved = json.loads((tmp_path / "tune" / "best.json").read_text())
     assert saved["best"]["map"] == max(trial["map"] for trial in saved["trials"])
     assert os.path.isfile(saved["best"]["model_path"])
+
+
+def test_one_run_folder_serves_every_script(gray_dataset, tmp_path, capsys):
+    from conftest import fails_with
+
+    run, dataset = str(tmp_path / "run"), str(gray_dataset / "train")
+    train.main(["--dataset", dataset, "--output", run, "--epochs", "1", "--latent-dim", "8", "--filters", "4", "8"])
+    index_dataset.main(["--dataset", dataset, "--output", run])
+    assert os.path.isfile(os.path.join(run, "features.pkl"))
+    capsys.readouterr()
+    search.main(["--output", run, "--top-k", "2", str(gray_dataset / "test" / "disc" / "000.png")])
+    assert len(capsys.readouterr().out.splitlines()) == 2 and os.path.isfile(os.path.join(run, "results_1.jpg"))
+    evaluate.main(["--output", run, "--queries", str(gray_dataset / "test")])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["queries"] == 9
+    assert json.loads((tmp_path / "run" / "autoencoder.json").read_text())["index_path"] == os.path.join(run, "features.pkl")
+    line = fails_with(search, ["--output", str(tmp_path / "empty"), str(gray_dataset / "test" / "disc" / "000.png")], capsys)
+    assert f"{tmp_path / 'empty' / 'autoencoder.keras'}: no model here; run train.py --output {tmp_path / 'empty'} first" in line

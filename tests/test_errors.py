@@ -59,7 +59,7 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, capsys):
 
 def test_missing_model(tmp_path, capsys):
     line = fails_with(index_dataset, ["--model", str(tmp_path / "absent.keras")], capsys)
-    assert "absent.keras: model not found" in line and "train.py" in line
+    assert "absent.keras: no model here; run train.py --output" in line
 
 
 def test_model_that_is_a_text_file(tmp_path, capsys):
@@ -77,7 +77,7 @@ def test_model_that_is_another_keras_model(tmp_path, capsys):
 
 def test_missing_index(gray_model, tmp_path, capsys):
     line = fails_with(search, ["--model", str(gray_model / "autoencoder.keras"), "--index", str(tmp_path / "none.pkl"), "q.png"], capsys)
-    assert "none.pkl: index not found" in line and "index_dataset.py" in line
+    assert "none.pkl: no index here; run index_dataset.py --output" in line
 
 
 def test_truncated_index(gray_model, gray_index, tmp_path, capsys):
