@@ -90,8 +90,15 @@ def report_unreadable(query_paths, found_paths):
     found = set(found_paths)
     missing = next(path for path in query_paths if path not in found)
     if not found_paths:
-        raise InputError(f"{missing}: not a readable image; pass image files (jpg, png, bmp, webp)")
-    console.warn(f"skipped {len(query_paths) - len(found_paths)} unreadable query image(s), first: {missing}")
+        raise InputError(f"{missing}: {data.why_unreadable(missing)}")
+    console.warn(f"skipped {len(query_paths) - len(found_paths)} unreadable query image(s), first: {missing}: "
+                 f"{data.why_unreadable(missing)}")
+
+
+def format_hit(query_path, rank, distance, path):
+    """One output line, query<TAB>rank<TAB>distance<TAB>path, both paths shown alike (see display_path)."""
+    # Distances are never negative: float rounding of an exact copy must not print as -0.000000.
+    return f"{escape(display_path(query_path))}\t{rank}\t{max(float(distance), 0.0):.6f}\t{escape(display_path(path))}"
 
 
 def hit_path(feature_index, row):
@@ -117,11 +124,15 @@ def main(argv=None):
                                                 settings.top_k, settings.metric, settings.encode_batch_size, approximate,
                                                 settings.diffusion)
     report_unreadable(query_paths, found_paths)
+    without_hits = 0
     for query_path, hit_rows, hit_distances in zip(found_paths, rows, distances):
         found = hit_rows >= 0  # Approximate search can find fewer than --top-k rows for a query.
+        without_hits += not found.any()
         for rank, (row, distance) in enumerate(zip(hit_rows[found], hit_distances[found]), start=1):
-            print(f"{escape(query_path)}\t{rank}\t{distance:.6f}\t{escape(display_path(hit_path(feature_index, row)))}")
+            print(format_hit(query_path, rank, distance, hit_path(feature_index, row)))
     sys.stdout.flush()
+    if without_hits:
+        console.warn(f"{without_hits} query(ies) got no hits: the index holds no image other than the query itself")
     if settings.images or settings.html_path:
         write_pictures(settings, feature_index, found_paths, rows, distances)
 

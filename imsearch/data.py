@@ -52,6 +52,15 @@ def labels_of(relative_paths):
     return labels if any(label is not None for label in labels) else None
 
 
+def why_unreadable(path):
+    """Why a path given as an image could not be read, with what to do: for messages."""
+    if os.path.isdir(path):
+        return "is a folder; pass image files, or their paths on stdin with - (find DIR -name '*.jpg' | search.py -)"
+    if not os.path.lexists(path):
+        return "does not exist; check the path"
+    return "not a readable image; pass image files (jpg, png, bmp, webp)"
+
+
 def read_image(path, image_size, channels, stamp=None):
     """Read an image as uint8 (image_size, image_size, channels), RGB or gray, aspect kept and centre-cropped.
 

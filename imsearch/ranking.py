@@ -76,8 +76,9 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     diffusion_graph = None
     if diffusion and metric == "cosine":
         diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
-    if diffusion and metric == "cosine" and diffusion_graph is None:
-        console.note("the index has no neighbour graph (shards, --no-diffusion or a large index); ranking by cosine alone")
+    if diffusion and metric == "cosine" and diffusion_graph is None and feature_index.count > 2:
+        console.note("ranking by cosine alone: the index has no neighbour graph (merged shards, or indexed with "
+                     "--no-diffusion or above --approximate-above images)")
     database_features = vectors.postprocess_features(feature_index.features, metric)
     if diffusion_graph is not None:
         query_features, mirrored_features = np.split(both, 2)

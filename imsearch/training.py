@@ -186,7 +186,8 @@ def train(settings):
     train_paths = data.keep_readable(train_paths, settings.image_size, settings.channels)
     validation_paths = data.keep_readable(validation_paths, settings.image_size, settings.channels) if validation_paths else []
     if not validation_paths:
-        raise InputError(f"{settings.dataset_dir}: too few readable images for a validation split; add images")
+        raise InputError(f"{settings.dataset_dir}: {len(train_paths)} readable image(s), too few: training holds "
+                         "some out for validation, so it needs at least 2; add images")
     keras.utils.set_random_seed(settings.seed)
     shape = (settings.image_size, settings.channels)
     augmentation = {"flip": settings.flip_augmentation, "noise_std": settings.denoise_std, "shift_pixels": settings.shift_pixels}

@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import stat
 import pickle
 
 import cv2
@@ -92,3 +93,4 @@ def test_prepare_digits_writes_the_bundled_scikit_learn_digits(tmp_path):
     assert sum(counts) == 1797 and sum(counts[10:]) == 359
     image = cv2.imread(str(train_dir / "0" / sorted(os.listdir(train_dir / "0"))[0]), cv2.IMREAD_UNCHANGED)
     assert image.shape == (32, 32) and image.max() > 200  # Gray, scaled up, ink at full strength.
+    assert stat.S_IMODE((tmp_path / "digits").stat().st_mode) == 0o755  # Readable by all, like any folder made with umask 022.

@@ -6,6 +6,7 @@ import shutil
 import stat
 
 import cv2
+import pytest
 import numpy as np
 
 import evaluate
@@ -180,3 +181,55 @@ def test_a_query_with_few_approximate_results_does_not_shorten_the_others():
     kept_rows, kept_distances = ranking.drop_excluded(rows, distances, np.array([5, -1]), 2)
     assert kept_rows.tolist() == [[3, 7], [2, -1]]
     assert kept_distances[0].tolist() == [np.float32(0.1), np.float32(0.3)] and np.isinf(kept_distances[1, 1])
+
+
+def test_messages_say_why_a_query_cannot_be_read(gray_model, gray_index, tmp_path, capsys):
+    from conftest import fails_with
+
+    import search
+
+    flags = ["--model", str(gray_model / "autoencoder.keras"), "--index", str(gray_index), "--no-images"]
+    assert "missing.png: does not exist" in fails_with(search, [*flags, str(tmp_path / "missing.png")], capsys)
+    assert f"{tmp_path}: is a folder; pass image files" in fails_with(search, [*flags, str(tmp_path)], capsys)
+
+
+def test_training_on_one_image_says_how_many_it_found(tmp_path, capsys):
+    from conftest import fails_with, make_folder
+
+    folder = make_folder(tmp_path / "one", per_class=1, sizes=((16, 16),))
+    for extra in ("square", "cross"):
+        shutil.rmtree(os.path.join(folder, extra))
+    line = fails_with(train, ["--dataset", folder, "--output", str(tmp_path / "run"), "--epochs", "1"], capsys)
+    assert "1 readable image(s), too few" in line
+
+
+def test_an_index_of_only_the_query_warns_that_nothing_is_left_to_rank(gray_model, gray_dataset, tmp_path, capsys):
+    import search
+
+    folder = tmp_path / "alone"
+    folder.mkdir()
+    shutil.copy(gray_dataset / "train" / "disc" / "000.png", folder / "only.png")
+    model_path, index_path = str(gray_model / "autoencoder.keras"), str(tmp_path / "features.pkl")
+    index_dataset.main(["--dataset", str(folder), "--model", model_path, "--index", index_path])
+    capsys.readouterr()
+    search.main(["--model", model_path, "--index", index_path, "--no-images", str(folder / "only.png")])
+    captured = capsys.readouterr()
+    assert captured.out == "" and "1 query(ies) got no hits" in captured.err and "neighbour graph" not in captured.err
+
+
+def test_hit_lines_show_both_paths_alike_and_never_a_negative_zero(tmp_path, monkeypatch):
+    import search
+
+    monkeypatch.chdir(tmp_path)
+    line = search.format_hit(str(tmp_path / "q.png"), 1, -1e-9, str(tmp_path / "images" / "a.png"))
+    assert line == "q.png\t1\t0.000000\timages/a.png"
+    outside = search.format_hit("/elsewhere/q.png", 2, 0.5, "/elsewhere/a\tb.png")
+    assert outside == "/elsewhere/q.png\t2\t0.500000\t/elsewhere/a\\tb.png"
+
+
+def test_search_help_names_only_flags_search_takes(capsys):
+    import search
+
+    with pytest.raises(SystemExit):
+        search.main(["--help"])
+    assert "--approximate-above" not in capsys.readouterr().out
