@@ -21,6 +21,17 @@ def warn(message):
     log(f"warning: {message}")
 
 
+def progress(total, description, unit="img"):
+    """A progress bar on stderr when it is a terminal, nothing otherwise (the step's own log line stands for it).
+
+    Use as a context manager and call update(n) as work is done.
+    """
+    import tqdm  # Here: only runs that do long work pay for it.
+
+    return tqdm.tqdm(total=total, desc=description, unit=unit, unit_scale=unit != "img", leave=False, disable=None,
+                     file=sys.stderr, dynamic_ncols=True)
+
+
 @contextlib.contextmanager
 def native_stderr_without(notice):
     """Run the block with file descriptor 2 captured; then write back every captured line not matching notice.

@@ -204,8 +204,10 @@ def iterate_batches(paths, image_size, channels, batch_size, stamps=None):
 def keep_readable(paths, image_size, channels, batch_size=512):
     """The paths that decode, warning with a count about the rest; an error when none does."""
     readable = []
-    for start, _, valid in iterate_batches(paths, image_size, channels, batch_size):
-        readable.extend(path for path, ok in zip(paths[start : start + batch_size], valid) if ok)
+    with console.progress(len(paths), "reading") as progress:
+        for start, _, valid in iterate_batches(paths, image_size, channels, batch_size):
+            readable.extend(path for path, ok in zip(paths[start : start + batch_size], valid) if ok)
+            progress.update(len(valid))
     skipped = len(paths) - len(readable)
     if skipped:
         readable_set = set(readable)

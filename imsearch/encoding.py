@@ -4,9 +4,8 @@ import collections
 import concurrent.futures
 
 import numpy as np
-import tqdm
 
-from imsearch import data, descriptors, model
+from imsearch import console, data, descriptors, model
 from imsearch.backend import tf
 
 # Feature calls running at once on separate batches.
@@ -94,7 +93,7 @@ def transform_paths(transform, paths, shape, batch_size, description, stamps=Non
     # Several batches in flight keep TensorFlow's threads busy while a reader thread takes a core from them;
     # one call at a time waits for its slowest shard (16,100 images/s here against 18,100 with two, and
     # about 2% more with three; four or six gained nothing more).
-    with tqdm.tqdm(total=len(paths), desc=description, unit="img", leave=False, disable=None) as progress, \
+    with console.progress(len(paths), description) as progress, \
             concurrent.futures.ThreadPoolExecutor(TRANSFORMS_IN_FLIGHT) as executor:
         for start, batch, valid in data.iterate_batches(paths, image_size, channels, batch_size, stamps):
             rows = np.flatnonzero(valid) + start

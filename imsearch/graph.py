@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 
-from imsearch import vectors
+from imsearch import console, vectors
 
 # One setting for every folder, chosen across the benchmark sets (see docs/photos.md): with the scores
 # divided by sqrt(degree), 15 neighbours serve classes of thousands and folders of unrelated photos alike.
@@ -43,14 +43,16 @@ def neighbour_graph(features, neighbours=GRAPH_NEIGHBOURS):
     rows = np.zeros((count, neighbours), dtype=np.int32)
     similarities = np.full((count, neighbours), -np.inf, dtype=np.float32)
     start = 0
-    while start < count and neighbours:
-        # The blocks grow as fewer rows remain after them, holding GRAPH_BLOCK_ELEMENTS similarities each.
-        stop = min(count, start + max(1, GRAPH_BLOCK_ELEMENTS // (count - start)))
-        block = cosine_block(features, np.arange(start, stop), inverse_lengths, start)  # (B, N - start)
-        block_ids, block_similarities = best_columns(block, neighbours)
-        merge_candidates(rows, similarities, np.arange(start, stop), block_ids + start, block_similarities)
-        offer_to_later_rows(rows, similarities, start, block[:, stop - start :])
-        start = stop
+    with console.progress(count * (count + 1) // 2 if neighbours else 0, "linking", unit="pair") as progress:
+        while start < count and neighbours:
+            # The blocks grow as fewer rows remain after them, holding GRAPH_BLOCK_ELEMENTS similarities each.
+            stop = min(count, start + max(1, GRAPH_BLOCK_ELEMENTS // (count - start)))
+            block = cosine_block(features, np.arange(start, stop), inverse_lengths, start)  # (B, N - start)
+            block_ids, block_similarities = best_columns(block, neighbours)
+            merge_candidates(rows, similarities, np.arange(start, stop), block_ids + start, block_similarities)
+            offer_to_later_rows(rows, similarities, start, block[:, stop - start :])
+            progress.update(block.shape[0] * block.shape[1] - block.shape[0] * (block.shape[0] - 1) // 2)
+            start = stop
     return best_first(rows, similarities)
 
 

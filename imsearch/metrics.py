@@ -80,11 +80,14 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
     # Sorting every distance, the diffusion's products and the metrics release the GIL: blocks run on every core.
     # A block holds about a dozen (block, N) arrays of 4 or 8 bytes: distances, their order, codes, hits.
     workers = vectors.block_workers(METRICS_BLOCK * len(database_features) * 64)
-    with concurrent.futures.ThreadPoolExecutor(workers) as executor:
-        for block, block_top_hits in executor.map(block_sums, range(0, len(query_features), METRICS_BLOCK)):
+    with concurrent.futures.ThreadPoolExecutor(workers) as executor, \
+            console.progress(len(query_features), "scoring", unit="query") as progress:
+        for start, (block, block_top_hits) in zip(range(0, len(query_features), METRICS_BLOCK),
+                                                  executor.map(block_sums, range(0, len(query_features), METRICS_BLOCK))):
             top_hits += block_top_hits
             for name in sums:
                 sums[name] += block[name]
+            progress.update(min(METRICS_BLOCK, len(query_features) - start))
     return {name: value / len(query_features) for name, value in sums.items()} | {"top_hit_share": top_hits.max() / len(query_features)}
 
 
@@ -131,6 +134,7 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     query_paths = [path for path, ok in zip(query_paths, readable) if ok]
     query_labels = [label for label, ok in zip(labels, readable) if ok]
     exclude = ranking.rows_of_queries(feature_index, query_paths)
+    console.log(f"scoring {len(query_paths)} queries against {feature_index.count} indexed images")
     database_labels = feature_index.labels
     diffusion_graph = None
     if diffusion and metric == "cosine":

@@ -183,6 +183,7 @@ def train(settings):
     if settings.image_size % multiple:
         settings = dataclasses.replace(settings, image_size=-(-settings.image_size // multiple) * multiple)
         console.warn(f"image size rounded up to {settings.image_size}: each of the {len(settings.filters)} --filters halves it")
+    console.log(f"reading the {len(train_paths) + len(validation_paths)} images of {settings.dataset_dir}")
     train_paths = data.keep_readable(train_paths, settings.image_size, settings.channels)
     validation_paths = data.keep_readable(validation_paths, settings.image_size, settings.channels) if validation_paths else []
     if not validation_paths:

@@ -1,6 +1,7 @@
 """Start-up: --help loads no TensorFlow, and a whole run on a small folder writes only the suite's own lines to stderr."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -40,3 +41,33 @@ def test_a_whole_run_on_a_small_folder_writes_no_foreign_lines_to_stderr(tmp_pat
         foreign = [line for line in result.stderr.splitlines() if any(marker in line for marker in FOREIGN_MARKERS)]
         assert foreign == [], foreign
     assert len(runs[2].stdout.splitlines()) == 3
+
+
+def test_long_steps_show_a_progress_bar_on_a_terminal(gray_model, gray_dataset, tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # 30 rows, 100 columns.
+    process = subprocess.Popen(
+        [sys.executable, "index_dataset.py", "--dataset", str(gray_dataset / "train"), "--model",
+         str(gray_model / "autoencoder.keras"), "--index", str(tmp_path / "features.pkl")],
+        cwd=REPOSITORY_DIR, stdout=subprocess.DEVNULL, stderr=follower,
+    )
+    os.close(follower)
+    written = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # The terminal closes when the process ends.
+            break
+        if not chunk:
+            break
+        written += chunk
+    assert process.wait(timeout=300) == 0
+    os.close(leader)
+    text = written.decode(errors="replace")
+    # A bar is drawn for each long step (how far it gets before it is cleared depends on the machine's speed).
+    assert re.search(r"\rencoding: +\d+%\|.*\| \d+/48 ", text) and re.search(r"\rlinking: +\d+%\|", text), text
