@@ -5,11 +5,11 @@ import sys
 
 from imsearch import InputError, cli, config, console
 
-data, gallery, index, model, pictures, ranking, safeio, vectors = cli.lazy_modules(
-    "data", "gallery", "index", "model", "pictures", "ranking", "safeio", "vectors")
+data, duplicates, gallery, index, model, pictures, ranking, safeio, vectors = cli.lazy_modules(
+    "data", "duplicates", "gallery", "index", "model", "pictures", "ranking", "safeio", "vectors")
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
-          "images", "html_path", "encode_batch_size", "seed", "diffusion")
+          "images", "html_path", "encode_batch_size", "seed", "diffusion", "duplicates", "duplicate_distance")
 
 
 def gather_queries(arguments, settings):
@@ -52,10 +52,15 @@ def write_pictures(settings, feature_index, query_paths, rows, distances):
             hits = [(display_path(path), distance, image) for path, distance, image in zip(hit_paths, hit_distances, hit_images)]
             sections.append(gallery.query_section(number, query_path, query_image, hits))
     if settings.html_path:
-        gallery.write_gallery(settings.html_path, sections, settings.metric)
+        gallery.write_gallery(settings.html_path, sections, f"{len(sections)} queries, ranked by {settings.metric} distance.")
+    report_missing(missing)
+
+
+def report_missing(missing):
+    """Warn with a count about indexed images that could not be read back for the pictures."""
     if missing:
         console.warn(f"{len(missing)} image(s) shown blank in the pictures: unreadable since indexing, first: {missing[0]}; "
-                  "refresh the index with index_dataset.py --update")
+                     "refresh the index with index_dataset.py --update")
 
 
 def read_for_display(path, missing):
@@ -65,6 +70,29 @@ def read_for_display(path, missing):
     except data.UnreadableImage:
         missing.append(path)
         return pictures.blank_cell()
+
+
+def report_duplicates(settings, index_paths):
+    """Print every near-duplicate pair of the index, path<TAB>path<TAB>distance, closest first; group them in --html."""
+    indexes = [index.load_index(path) for path in index_paths]
+    feature_index = index.merge_indexes(indexes, index_paths) if len(indexes) > 1 else indexes[0]
+    pairs, distances = duplicates.duplicate_pairs(feature_index, settings.duplicate_distance)
+    for (first, second), distance in zip(pairs, distances):
+        print(f"{escape(display_path(hit_path(feature_index, first)))}\t{escape(display_path(hit_path(feature_index, second)))}"
+              f"\t{distance:.6f}")
+    sys.stdout.flush()
+    sets = duplicates.duplicate_sets(pairs, feature_index.count)
+    console.log(f"{len(pairs)} near-duplicate pairs in {len(sets)} sets among {feature_index.count} images "
+                f"(cosine distance <= {settings.duplicate_distance})")
+    if settings.html_path:
+        missing = []
+        sections = [gallery.duplicate_section(number, [(display_path(hit_path(feature_index, row)),
+                                                         read_for_display(hit_path(feature_index, row), missing))
+                                                        for row in members])
+                    for number, members in enumerate(sets, start=1)]
+        gallery.write_gallery(settings.html_path, sections,
+                              f"{len(sets)} sets of near duplicates (cosine distance at most {settings.duplicate_distance}).")
+        report_missing(missing)
 
 
 def load_indexes(index_paths, autoencoder, settings):
@@ -115,6 +143,11 @@ def main(argv=None):
                         help=f"the index; repeat it to search shard indexes as one (default: {config.INDEX_FILE} in --output)")
     settings, arguments = cli.parse_config(parser, argv)
     index_paths = arguments.index_paths or [settings.index_path]
+    if settings.duplicates:
+        if arguments.queries or settings.sample:
+            parser.error("--duplicates compares the indexed images with each other: give no queries and no --sample")
+        report_duplicates(settings, index_paths)
+        return
     query_paths = gather_queries(arguments.queries, settings)
     if not query_paths:
         parser.error("no queries: give image paths, - to read them from stdin, or --sample N")

@@ -51,15 +51,22 @@ def query_section(number, query_path, query_image, hits):
             f'<div class="row">{"".join(cells)}</div></section>')
 
 
-def write_gallery(html_path, sections, metric):
-    """Write the page atomically, linking the suite's other pictures that sit beside it."""
+def duplicate_section(number, members):
+    """A section for one set of near duplicates: (path, image) of each member."""
+    cells = [figure(image, [path]) for path, image in members]
+    return (f'<section class="query"><h2>{number}. {len(members)} copies</h2>'
+            f'<div class="row">{"".join(cells)}</div></section>')
+
+
+def write_gallery(html_path, sections, summary):
+    """Write the page atomically under a one-line summary, linking the suite's other pictures that sit beside it."""
     folder = os.path.dirname(os.path.abspath(html_path))
     links = [f'<a href="{name}">{title}</a>' for name, title in RELATED_PICTURES if os.path.isfile(os.path.join(folder, name))]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Image search results</title><style>{STYLE}</style></head><body>"
-        f"<h1>Image search results</h1><p>{len(sections)} queries, ranked by {metric} distance.</p>"
+        f"<h1>Image search results</h1><p>{html.escape(summary)}</p>"
         f'<nav>{"".join(links)}</nav>{"".join(sections)}</body></html>\n'
     )
     safeio.atomic_write_bytes(html_path, page.encode("utf-8"))
