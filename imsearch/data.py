@@ -96,7 +96,7 @@ def read_regular_file(path, stamp=None):
         if stamp is not None:
             stamp[0], stamp[1] = status.st_size, status.st_mtime_ns
         # Asking for one byte more than the size: exactly the size back means the file ended there. That is
-        # the common case, done in one read sized to the file (two 64 KB reads took 5 of a small PNG's 35 us).
+        # the common case, done in one read sized to the file rather than in fixed-size chunks.
         content = os.read(descriptor, status.st_size + 1)
         if len(content) == status.st_size:
             return np.frombuffer(content, dtype=np.uint8)
@@ -240,7 +240,7 @@ def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None,
         num_parallel_calls=READ_WORKERS,
     )
     dataset = dataset.map(lambda images: augment(images, **(augmentation or {})))
-    # With autotune on, fit pauses 2-40 s at epoch boundaries while tf.data tears its threads down.
+    # With autotune on, fit pauses for seconds at epoch boundaries while tf.data tears its threads down.
     options = tf.data.Options()
     options.autotune.enabled = False
     # Workers of a multi-worker run each take every n-th batch: the input is one list of paths, not files.

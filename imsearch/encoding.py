@@ -91,8 +91,7 @@ def transform_paths(transform, paths, shape, batch_size, description, stamps=Non
         readable[rows] = True
 
     # Several batches in flight keep TensorFlow's threads busy while a reader thread takes a core from them;
-    # one call at a time waits for its slowest shard (16,100 images/s here against 18,100 with two, and
-    # about 2% more with three; four or six gained nothing more).
+    # one call at a time would wait for its slowest shard (figures in docs/performance.md).
     with console.progress(len(paths), description) as progress, \
             concurrent.futures.ThreadPoolExecutor(TRANSFORMS_IN_FLIGHT) as executor:
         for start, batch, valid in data.iterate_batches(paths, image_size, channels, batch_size, stamps):

@@ -16,9 +16,9 @@ DIFFUSION_STEPS = 20
 # Similarities are raised to this power so that weak links count for little.
 DIFFUSION_POWER = 3
 # Rows this similar to a query are copies of it (resized ones, and most re-encoded ones): they rank first,
-# closest first, whatever the diffusion says. Different pictures of photos and digits stay below 0.89.
+# closest first, whatever the diffusion says (see docs/photos.md for the margin to different pictures).
 NEAR_COPY_SIMILARITY = 0.95
-# Queries diffused at a time in each thread: two blocks in flight hold what one block of 256 held before.
+# Queries diffused at a time in each thread: small enough that a block per core fits beside the index.
 DIFFUSION_BLOCK = 128
 # The graph is built from blocks of this many similarities (128 MB of float32), whatever the index size.
 GRAPH_BLOCK_ELEMENTS = 2**25
