@@ -1,6 +1,7 @@
 """Image folders: listing, reading and resizing with OpenCV, splits, and streamed batches."""
 
 import concurrent.futures
+import io
 import os
 import stat
 
@@ -10,6 +11,15 @@ import numpy as np
 from imsearch import InputError, console
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+# (factor, colour flag, gray flag) of OpenCV's reduced JPEG decoding, largest reduction first.
+JPEG_REDUCTIONS = (
+    (8, cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+    (4, cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    (2, cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+)
+# A reduced decode must keep the shorter side at least this many times the model's image size.
+REDUCED_SIDE_FACTOR = 2
 # Used when a folder's images differ in size or exceed this: at 256 px the network has 101M parameters.
 VARIED_IMAGE_SIZE = 64
 LARGEST_INFERRED_SIZE = 128
@@ -69,7 +79,7 @@ def read_image(path, image_size, channels, stamp=None):
     encoded = read_regular_file(path, stamp)
     if encoded is None:
         raise UnreadableImage(f"{path}: not a regular file (missing, a broken link, or a device)")
-    image = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR) if encoded.size else None
+    image = cv2.imdecode(encoded, decode_flag(encoded, image_size, channels)) if encoded.size else None
     if image is None or image.size == 0:
         raise UnreadableImage(f"{path}: not a readable image")
     if channels == 3:
@@ -77,6 +87,34 @@ def read_image(path, image_size, channels, stamp=None):
     if image.shape[:2] != (image_size, image_size):
         image = resize_and_crop(image, image_size)
     return image.reshape(image_size, image_size, channels)
+
+
+def decode_flag(encoded, image_size, channels):
+    """OpenCV's imdecode flag for an image: a JPEG large enough is decoded at 1/2, 1/4 or 1/8 of its size.
+
+    JPEG decoders can scale while decoding, skipping most of the work on a camera photo; the largest
+    reduction that keeps the shorter side at least REDUCED_SIDE_FACTOR times image_size is taken, so the
+    final resize still averages several decoded pixels into each.
+    """
+    full = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    if encoded[:3].tobytes() != JPEG_SIGNATURE:
+        return full
+    shorter_side = jpeg_shorter_side(encoded)
+    for factor, colour_flag, gray_flag in JPEG_REDUCTIONS:
+        if shorter_side >= factor * image_size * REDUCED_SIDE_FACTOR:
+            return gray_flag if channels == 1 else colour_flag
+    return full
+
+
+def jpeg_shorter_side(encoded):
+    """The shorter side of a JPEG in pixels, from its header (0 when the header cannot be read)."""
+    import PIL.Image  # Pillow reads only the header here; OpenCV has no call for the size alone.
+
+    try:
+        with PIL.Image.open(io.BytesIO(encoded.tobytes())) as image:
+            return min(image.size)
+    except (OSError, ValueError, SyntaxError):
+        return 0
 
 
 def read_regular_file(path, stamp=None):

@@ -147,3 +147,25 @@ def test_gradient_histograms_match_a_pixel_by_pixel_reference(size, channels):
     histograms = descriptors.gradient_histograms(images).numpy()
     for image, histogram in zip(images, histograms):
         assert np.allclose(histogram, reference_histograms(image), atol=1e-5)
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_scale_to_nearly_the_same_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    smooth = cv2.resize(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8), (2400, 1800), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(tmp_path / "large.jpg"), smooth, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    encoded = np.fromfile(tmp_path / "large.jpg", dtype=np.uint8)
+    assert data.decode_flag(encoded, 64, 3) == cv2.IMREAD_REDUCED_COLOR_8  # 1800 / 8 = 225 >= 2 x 64.
+    assert data.decode_flag(encoded, 200, 1) == cv2.IMREAD_REDUCED_GRAYSCALE_4
+    assert data.decode_flag(encoded, 1000, 3) == cv2.IMREAD_COLOR  # Too small to reduce for this size.
+    reduced = data.read_image(str(tmp_path / "large.jpg"), 64, 3).astype(float)
+    full = cv2.cvtColor(data.resize_and_crop(cv2.imread(str(tmp_path / "large.jpg")), 64), cv2.COLOR_BGR2RGB)
+    assert np.abs(reduced - full).mean() < 1.0
+
+
+def test_pngs_and_small_jpegs_are_decoded_at_full_size(tmp_path):
+    image = np.random.default_rng(1).integers(0, 255, (300, 200, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "big.png"), image)
+    cv2.imwrite(str(tmp_path / "small.jpg"), image[:100, :100])
+    assert data.decode_flag(np.fromfile(tmp_path / "big.png", dtype=np.uint8), 16, 3) == cv2.IMREAD_COLOR
+    assert data.decode_flag(np.fromfile(tmp_path / "small.jpg", dtype=np.uint8), 64, 1) == cv2.IMREAD_GRAYSCALE
+    assert data.decode_flag(np.frombuffer(b"\xff\xd8\xff junk", dtype=np.uint8), 8, 3) == cv2.IMREAD_COLOR
