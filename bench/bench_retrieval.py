@@ -68,8 +68,8 @@ def graph_of(features, feature_index=None):
     from imsearch import graph
 
     if feature_index is None:
-        feature_index = dict(zip(("neighbours", "neighbour_similarities"), graph.neighbour_graph(features)))
-    return graph.diffusion_graph_of(feature_index)
+        return graph.diffusion_graph_of(*graph.neighbour_graph(features))
+    return graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
 
 
 def table_rows(name, epochs, max_queries):
