@@ -2,7 +2,7 @@
 
 import os
 
-from imsearch import cli, console
+from imsearch import InputError, cli, console
 
 index, model, safeio = cli.lazy_modules("index", "model", "safeio")
 
@@ -19,7 +19,10 @@ def main(argv=None):
     model_sha256 = safeio.sha256_of_file(settings.model_path)
     previous = None
     if settings.update and os.path.isfile(settings.index_path):
-        previous = index.load_index(settings.index_path, autoencoder, model_sha256)
+        try:
+            previous = index.load_index(settings.index_path, autoencoder, model_sha256)
+        except InputError as problem:  # Another model or an older format: nothing in it can be reused.
+            console.note(f"{str(problem).split(';')[0]}; encoding every image anew")
     feature_index, encoded = index.build_index(
         model.encoder_of(autoencoder), settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard,
         settings.histograms,

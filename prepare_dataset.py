@@ -2,7 +2,7 @@
 
 import os
 
-from imsearch import cli, console
+from imsearch import cli, config, console
 
 datasets, photos = cli.lazy_modules("datasets", "photos")
 
@@ -18,8 +18,8 @@ def main(argv=None):
     parser.add_argument("name", nargs="?", default="fashion-mnist", choices=SOURCES,
                         help="which dataset (default: fashion-mnist)")
     parser.add_argument("--source", default=None,
-                        help=f"folder of the downloaded files (defaults: {datasets.DEBIAN_FASHION_MNIST_DIR} for fashion-mnist, "
-                             f"{photos.SHARE_DIR} holding Debian's wallpapers for photos and photos-small)")
+                        help=f"folder of the downloaded files (defaults: {config.DEBIAN_FASHION_MNIST_DIR} for fashion-mnist, "
+                             f"{config.DEBIAN_SHARE_DIR} holding Debian's wallpapers for photos and photos-small)")
     settings, arguments = cli.parse_config(parser, argv)
     if arguments.name not in BUNDLED and not arguments.source:
         parser.error(f"{arguments.name} needs --source DIR, the folder holding its downloaded files")

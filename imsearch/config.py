@@ -6,6 +6,9 @@ import os
 # The files a run folder (--output) holds, each written by one script and read by the later ones.
 MODEL_FILE = "autoencoder.keras"
 INDEX_FILE = "features.pkl"
+# Where Debian's packages put the bundled benchmark data (dataset-fashion-mnist, the wallpaper packages).
+DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+DEBIAN_SHARE_DIR = "/usr/share"
 
 
 def option(default, reason, choices=None):

@@ -3,7 +3,7 @@
 import contextlib
 import os
 import sys
-import tempfile
+import threading
 
 
 def log(message):
@@ -34,23 +34,30 @@ def progress(total, description, unit="img"):
 
 @contextlib.contextmanager
 def native_stderr_without(notice):
-    """Run the block with file descriptor 2 captured; then write back every captured line not matching notice.
+    """Run the block with file descriptor 2 read through a pipe, passing on every line that does not match notice.
 
     C++ libraries write to the descriptor itself, past sys.stderr, before any setting of theirs can quiet them.
-    Python's own writes during the block go the same way, so they come back too, in order.
+    Lines are passed on as they arrive (a thread reads the pipe), so a fatal message before an abort still
+    shows; Python's own writes during the block go the same way, in order.
     """
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
-                    if not notice.match(line)]
-            sys.stderr.write("".join(kept))
-            sys.stderr.flush()
+    reader, writer = os.pipe()
+
+    def forward():
+        with os.fdopen(reader, "rb") as lines:
+            for line in lines:
+                if not notice.match(line.decode(errors="replace")):
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=forward, daemon=True)
+    thread.start()
+    os.dup2(writer, 2)
+    os.close(writer)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # Closes the pipe's last writer, so the reader sees its end.
+        thread.join()
+        os.close(saved)

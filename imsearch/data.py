@@ -1,7 +1,6 @@
 """Image folders: listing, reading and resizing with OpenCV, splits, and streamed batches."""
 
 import concurrent.futures
-import io
 import os
 import stat
 
@@ -12,6 +11,8 @@ from imsearch import InputError, console
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 JPEG_SIGNATURE = b"\xff\xd8\xff"
+# Start-of-frame markers (baseline, progressive, lossless...); C4, C8 and CC are other segments.
+START_OF_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # (factor, colour flag, gray flag) of OpenCV's reduced JPEG decoding, largest reduction first.
 JPEG_REDUCTIONS = (
     (8, cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
@@ -107,14 +108,28 @@ def decode_flag(encoded, image_size, channels):
 
 
 def jpeg_shorter_side(encoded):
-    """The shorter side of a JPEG in pixels, from its header (0 when the header cannot be read)."""
-    import PIL.Image  # Pillow reads only the header here; OpenCV has no call for the size alone.
+    """The shorter side of a JPEG in pixels, read from its frame header (0 when there is none to read).
 
-    try:
-        with PIL.Image.open(io.BytesIO(encoded.tobytes())) as image:
-            return min(image.size)
-    except (OSError, ValueError, SyntaxError):
-        return 0
+    OpenCV has no call for the size alone, and Pillow's header parsing costs as much as decoding a thumbnail:
+    this walks the marker segments (each says its length) up to the start-of-frame segment, which holds
+    height and width.
+    """
+    data = encoded.data  # A memoryview: slicing copies nothing.
+    position = 2  # After the start-of-image marker.
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return 0
+        marker = data[position + 1]
+        if marker == 0xFF:  # A fill byte before a marker.
+            position += 1
+        elif marker in START_OF_FRAME_MARKERS:
+            height, width = int.from_bytes(data[position + 5 : position + 7], "big"), int.from_bytes(data[position + 7 : position + 9], "big")
+            return min(height, width)
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # Markers without a segment.
+            position += 2
+        else:
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return 0
 
 
 def read_regular_file(path, stamp=None):

@@ -9,9 +9,9 @@ import tempfile
 import cv2
 import numpy as np
 
-from imsearch import InputError, data, safeio
+from imsearch import InputError, config, data, safeio
 
-DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+DEBIAN_FASHION_MNIST_DIR = config.DEBIAN_FASHION_MNIST_DIR
 FASHION_MNIST_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot")
 DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
 IDX_FILES = {

@@ -249,8 +249,9 @@ def rank_by_diffusion(query_features, database_features, diffusion_graph, top_k,
     """Like rank(), ordered by diffusion score; the distances reported are cosine distances (1 - cos).
 
     mirrored_features: the queries' mirror images, (Q, D); each row's similarity is then the larger of the two.
+    As in rank(), a query left with fewer than top_k other rows gets row -1 at infinite distance last.
     """
-    top_k = max(0, min(top_k, len(database_features) - int((exclude >= 0).any())))
+    top_k = max(0, min(top_k, len(database_features)))
     all_rows = np.zeros((len(query_features), top_k), dtype=np.int64)
     all_distances = np.zeros((len(query_features), top_k), dtype=np.float32)
 
@@ -263,8 +264,9 @@ def rank_by_diffusion(query_features, database_features, diffusion_graph, top_k,
         nearest = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
         order = np.argsort(-np.take_along_axis(scores, nearest, axis=1), axis=1, kind="stable")
         rows = np.take_along_axis(nearest, order, axis=1)
-        all_rows[start : start + len(rows)] = rows
-        all_distances[start : start + len(rows)] = 1.0 - np.take_along_axis(similarities, rows, axis=1)
+        distances = 1.0 - np.take_along_axis(similarities, rows, axis=1)  # The query's own row: infinite.
+        all_rows[start : start + len(rows)] = np.where(np.isinf(distances), -1, rows)
+        all_distances[start : start + len(rows)] = distances
 
     # The sparse products and the vector updates release the GIL: query blocks run on every core.
     # A block holds about ten (block, N) float32 arrays: similarities and the conjugate-gradient vectors.

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from imsearch import InputError, console, data, encoding, graph, model, ranking, safeio, vectors
+from imsearch import InputError, config, console, data, encoding, graph, model, ranking, safeio, vectors
 
 FORMAT_VERSION = 4
 METRICS = ("euclidean", "cosine")
@@ -181,7 +181,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         channels=int(channels),
         histograms=bool(histograms),
         shard=None if shard is None else f"{shard[0]}/{shard[1]}",
-    ), len(pending)
+    ), len(pending) - len(unreadable)
 
 
 def with_neighbour_graph(feature_index, previous=None):
@@ -301,7 +301,11 @@ def load_index(index_path, autoencoder=None, model_sha256=None):
     """Read an index with the restricted unpickler and check it belongs to the given model."""
     if not os.path.isfile(index_path):
         run_folder = os.path.dirname(index_path) or "."
-        raise InputError(f"{index_path}: no index here; run index_dataset.py --output {run_folder} first, or pass --index")
+        if os.path.isdir(index_path):
+            raise InputError(f"{index_path}: is a folder; pass --index with the index file itself, or --output {index_path}")
+        if os.path.basename(index_path) == config.INDEX_FILE:
+            raise InputError(f"{index_path}: no index here; run index_dataset.py --output {run_folder} first, or pass --index")
+        raise InputError(f"{index_path}: no such index file; make it with index_dataset.py --index {index_path}")
     try:
         feature_index = FeatureIndex.from_dict(safeio.restricted_load(index_path))
     except MalformedIndex as problem:

@@ -103,8 +103,8 @@ def block_metrics(relevant, totals, nearest_labels, query_labels, rankable):
         "map": float((precision_at_hits.sum(axis=1) / totals).sum()),
         "map_at_100": float((precision_at_hits[:, :100].sum(axis=1) / np.minimum(totals, 100)).sum()),
         "precision_at_1": float(hits[:, 0].sum()),
-        "precision_at_10": float((hits[:, min(10, hits.shape[1]) - 1] / np.minimum(10, rankable)).sum()),
-        "precision_at_100": float((hits[:, min(100, hits.shape[1]) - 1] / np.minimum(100, rankable)).sum()),
+        "precision_at_10": float((hits[:, min(10, hits.shape[1]) - 1] / np.clip(rankable, 1, 10)).sum()),
+        "precision_at_100": float((hits[:, min(100, hits.shape[1]) - 1] / np.clip(rankable, 1, 100)).sum()),
         "knn_accuracy": float(sum(majority_vote(labels) == label for labels, label in zip(nearest_labels, query_labels))),
     }
 

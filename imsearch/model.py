@@ -2,8 +2,7 @@
 
 import os
 
-
-from imsearch import InputError
+from imsearch import InputError, config
 from imsearch.backend import keras
 
 layers = keras.layers
@@ -79,7 +78,9 @@ def load_autoencoder(model_path):
     """Load this suite's autoencoder with safe_mode; InputError for anything else."""
     if not os.path.isfile(model_path):
         run_folder = os.path.dirname(model_path) or "."
-        raise InputError(f"{model_path}: no model here; run train.py --output {run_folder} first, or pass --model")
+        if os.path.basename(model_path) == config.MODEL_FILE and not os.path.isdir(model_path):
+            raise InputError(f"{model_path}: no model here; run train.py --output {run_folder} first, or pass --model")
+        raise InputError(f"{model_path}: no such model file; pass --model with a model train.py wrote")
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as error:  # Keras reports bad files as many exception types; all mean "not loadable".

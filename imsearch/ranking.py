@@ -18,10 +18,11 @@ def rank(query_features, database_features, top_k, exclude=None, database_norms=
     query_features: (Q, D) and database_features: (N, D), already post-processed.
     exclude: optional (Q,) database row per query to leave out (the query itself), -1 for none.
     database_norms: vectors.squared_norms(database_features), when the caller keeps them between calls.
-    Returns (Q, k) int64 indices and (Q, k) float32 Euclidean distances, k = min(top_k, rows available).
+    Returns (Q, k) int64 indices and (Q, k) float32 Euclidean distances, k = min(top_k, N); a query whose
+    own row is left out and that has fewer than k others gets row -1 at infinite distance in the last place.
     """
     exclude = np.full(len(query_features), -1) if exclude is None else np.asarray(exclude)
-    top_k = max(0, min(top_k, len(database_features) - int((exclude >= 0).any())))
+    top_k = max(0, min(top_k, len(database_features)))
     database_norms = vectors.squared_norms(database_features) if database_norms is None else database_norms
     all_indices = np.zeros((len(query_features), top_k), dtype=np.int64)
     all_distances = np.zeros((len(query_features), top_k), dtype=np.float32)
@@ -32,8 +33,9 @@ def rank(query_features, database_features, top_k, exclude=None, database_norms=
         nearest = np.argpartition(squared, top_k - 1, axis=1)[:, :top_k]
         nearest_squared = np.take_along_axis(squared, nearest, axis=1)
         order = nearest_squared.argsort(axis=1, kind="stable")
-        all_indices[start : start + len(block)] = np.take_along_axis(nearest, order, axis=1)
-        all_distances[start : start + len(block)] = np.sqrt(np.maximum(np.take_along_axis(nearest_squared, order, axis=1), 0.0))
+        nearest_squared = np.take_along_axis(nearest_squared, order, axis=1)
+        all_indices[start : start + len(block)] = np.where(np.isinf(nearest_squared), -1, np.take_along_axis(nearest, order, axis=1))
+        all_distances[start : start + len(block)] = np.sqrt(np.maximum(nearest_squared, 0.0))
     return all_indices, all_distances
 
 
@@ -76,7 +78,7 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     diffusion_graph = None
     if diffusion and metric == "cosine":
         diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
-    if diffusion and metric == "cosine" and diffusion_graph is None and feature_index.count > 2:
+    if diffusion and metric == "cosine" and diffusion_graph is None and feature_index.count > 1:
         console.note("ranking by cosine alone: the index has no neighbour graph (merged shards, or indexed with "
                      "--no-diffusion or above --approximate-above images)")
     database_features = vectors.postprocess_features(feature_index.features, metric)

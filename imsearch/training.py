@@ -9,7 +9,6 @@ import os
 import shutil
 import sys
 
-
 from imsearch import InputError, config, console, data, model, pictures, safeio
 from imsearch.backend import keras, tf
 
@@ -38,7 +37,10 @@ def read_training_config(model_path):
             record = json.load(file)
     except (OSError, ValueError):
         raise InputError(f"{config_path}: training config missing or unreadable; run train.py to make it") from None
-    if not isinstance(record, dict) or record.get("model_sha256") != safeio.sha256_of_file(model_path):
+    if not isinstance(record, dict) or "model_sha256" not in record:
+        raise InputError(f"{config_path}: written by an older train.py, which did not record the model's SHA-256; "
+                         "train the model again with train.py")
+    if record["model_sha256"] != safeio.sha256_of_file(model_path):
         raise InputError(f"{config_path}: does not describe {model_path} (a training run stopped midway?); "
                          "finish the run with train.py, which resumes it")
     return record

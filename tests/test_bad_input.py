@@ -154,7 +154,7 @@ def test_malformed_index(change, message, gray_model, gray_index, tmp_path, caps
 
 def test_index_that_is_a_folder(gray_model, tmp_path, capsys):
     line = fails_with(search, ["--model", str(gray_model / "autoencoder.keras"), "--index", str(tmp_path), "q"], capsys)
-    assert "no index here" in line
+    assert f"{tmp_path}: is a folder; pass --index with the index file itself" in line
 
 
 def test_query_of_another_size_and_mode_is_converted(gray_model, gray_index, tmp_path, capsys):

@@ -169,3 +169,18 @@ def test_pngs_and_small_jpegs_are_decoded_at_full_size(tmp_path):
     assert data.decode_flag(np.fromfile(tmp_path / "big.png", dtype=np.uint8), 16, 3) == cv2.IMREAD_COLOR
     assert data.decode_flag(np.fromfile(tmp_path / "small.jpg", dtype=np.uint8), 64, 1) == cv2.IMREAD_GRAYSCALE
     assert data.decode_flag(np.frombuffer(b"\xff\xd8\xff junk", dtype=np.uint8), 8, 3) == cv2.IMREAD_COLOR
+
+
+def test_jpeg_size_is_read_from_the_frame_header_even_for_huge_or_broken_files(tmp_path):
+    image = np.random.default_rng(2).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    for name, flags in (("baseline.jpg", []), ("progressive.jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
+        cv2.imwrite(str(tmp_path / name), image, flags)
+        assert data.jpeg_shorter_side(np.fromfile(tmp_path / name, dtype=np.uint8)) == 200
+    header = bytearray((tmp_path / "baseline.jpg").read_bytes())
+    frame = header.index(b"\xff\xc0")
+    header[frame + 5 : frame + 9] = (12240).to_bytes(2, "big") + (16320).to_bytes(2, "big")  # A 200 MP photo's header.
+    (tmp_path / "huge.jpg").write_bytes(bytes(header))
+    assert data.jpeg_shorter_side(np.frombuffer(bytes(header), dtype=np.uint8)) == 12240
+    # Its data do not fit the header: OpenCV decodes what there is (at 1/8 scale), and nothing raises.
+    assert data.read_image(str(tmp_path / "huge.jpg"), 64, 3).shape == (64, 64, 3)
+    assert data.jpeg_shorter_side(np.frombuffer(bytes(header[:frame]), dtype=np.uint8)) == 0

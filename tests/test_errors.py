@@ -59,7 +59,9 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, capsys):
 
 def test_missing_model(tmp_path, capsys):
     line = fails_with(index_dataset, ["--model", str(tmp_path / "absent.keras")], capsys)
-    assert "absent.keras: no model here; run train.py --output" in line
+    assert "absent.keras: no such model file; pass --model" in line
+    line = fails_with(index_dataset, ["--output", str(tmp_path / "run")], capsys)  # The run folder's own model.
+    assert f"autoencoder.keras: no model here; run train.py --output {tmp_path / 'run'} first" in line
 
 
 def test_model_that_is_a_text_file(tmp_path, capsys):
@@ -77,7 +79,7 @@ def test_model_that_is_another_keras_model(tmp_path, capsys):
 
 def test_missing_index(gray_model, tmp_path, capsys):
     line = fails_with(search, ["--model", str(gray_model / "autoencoder.keras"), "--index", str(tmp_path / "none.pkl"), "q.png"], capsys)
-    assert "none.pkl: no index here; run index_dataset.py --output" in line
+    assert f"none.pkl: no such index file; make it with index_dataset.py --index {tmp_path / 'none.pkl'}" in line
 
 
 def test_truncated_index(gray_model, gray_index, tmp_path, capsys):

@@ -31,8 +31,9 @@ def test_rank_matches_brute_force():
 def test_rank_excludes_the_query_itself():
     database = np.arange(10, dtype=np.float32).reshape(5, 2)
     rows, distances = ranking.rank(database[[1, 3]], database, top_k=10, exclude=np.array([1, -1]))
-    assert rows.shape == (2, 4)  # One row fewer than the database: the query is left out.
-    assert 1 not in rows[0] and rows[1][0] == 3 and distances[1][0] == 0
+    # Five rows asked for ten: the first query is shown the other four, then row -1 where its own would be.
+    assert rows.shape == (2, 5) and rows[0, -1] == -1 and np.isinf(distances[0, -1])
+    assert 1 not in rows[0] and (rows[1] >= 0).all() and rows[1][0] == 3 and distances[1][0] == 0
 
 
 def structured_features(count, length, noise, seed):
@@ -172,7 +173,8 @@ def test_diffusion_leaves_the_excluded_row_out():
     database = two_chains(10)
     diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3))
     rows, _ = graph.rank_by_diffusion(database[[2]], database, diffusion_graph, 50, np.array([2]))
-    assert rows.shape == (1, 19) and 2 not in rows[0]
+    # 20 rows asked for 50: the other 19, then row -1 (nothing left) where the query's own row would be.
+    assert rows.shape == (1, 20) and 2 not in rows[0] and rows[0, -1] == -1 and (rows[0, :-1] >= 0).all()
 
 
 def test_diffusion_graph_is_none_without_a_neighbour_graph():

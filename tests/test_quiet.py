@@ -18,7 +18,7 @@ def run_script(*argv):
 
 
 def test_help_imports_neither_tensorflow_nor_numpy():
-    for script in ("search", "train", "index_dataset", "evaluate", "tune"):
+    for script in ("search", "train", "index_dataset", "evaluate", "tune", "prepare_dataset"):
         code = (f"import sys, {script}\ntry:\n    {script}.main(['--help'])\nexcept SystemExit:\n    pass\n"
                 "print(sorted(name for name in ('tensorflow', 'keras', 'numpy', 'cv2') if name in sys.modules))")
         result = run_script("-c", code)

@@ -65,6 +65,9 @@ def test_evaluate_refuses_a_training_config_written_for_another_model(gray_model
     shutil.copy(tmp_path / "other" / "autoencoder.keras", run / "autoencoder.keras")
     line = fails_with(evaluate, ["--model", str(run / "autoencoder.keras"), "--output", str(run)], capsys)
     assert "autoencoder.json: does not describe" in line
+    (run / "autoencoder.json").write_text(json.dumps({key: value for key, value in saved.items() if key != "model_sha256"}))
+    line = fails_with(evaluate, ["--model", str(run / "autoencoder.keras"), "--output", str(run)], capsys)
+    assert "autoencoder.json: written by an older train.py" in line
 
 
 def test_shards_indexed_with_and_without_histograms_are_refused_by_name(gray_model, gray_dataset, tmp_path, capsys):
@@ -212,9 +215,12 @@ def test_an_index_of_only_the_query_warns_that_nothing_is_left_to_rank(gray_mode
     model_path, index_path = str(gray_model / "autoencoder.keras"), str(tmp_path / "features.pkl")
     index_dataset.main(["--dataset", str(folder), "--model", model_path, "--index", index_path])
     capsys.readouterr()
-    search.main(["--model", model_path, "--index", index_path, "--no-images", str(folder / "only.png")])
+    other = str(gray_dataset / "test" / "cross" / "000.png")
+    search.main(["--model", model_path, "--index", index_path, "--no-images", str(folder / "only.png"), other])
     captured = capsys.readouterr()
-    assert captured.out == "" and "1 query(ies) got no hits" in captured.err and "neighbour graph" not in captured.err
+    # The query that is not indexed still gets the one image; only the indexed one is left without hits.
+    assert [line.split("\t")[0] for line in captured.out.splitlines()] == [search.display_path(other)]
+    assert "1 query(ies) got no hits" in captured.err and "neighbour graph" not in captured.err
 
 
 def test_hit_lines_show_both_paths_alike_and_never_a_negative_zero(tmp_path, monkeypatch):
@@ -233,3 +239,15 @@ def test_search_help_names_only_flags_search_takes(capsys):
     with pytest.raises(SystemExit):
         search.main(["--help"])
     assert "--approximate-above" not in capsys.readouterr().out
+
+
+def test_update_of_an_index_in_an_older_format_indexes_everything_anew(gray_model, gray_dataset, gray_index, tmp_path, capsys):
+    import pickle
+
+    saved = pickle.loads(gray_index.read_bytes())  # Our own file, written by the fixture.
+    (tmp_path / "features.pkl").write_bytes(pickle.dumps(saved | {"format_version": 3}))
+    report = index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(gray_model / "autoencoder.keras"),
+                                 "--index", str(tmp_path / "features.pkl"), "--update"])
+    assert (report.images, report.encoded) == (48, 48)
+    assert "index format 3, expected 4; encoding every image anew" in capsys.readouterr().err
+    assert index.load_index(str(tmp_path / "features.pkl")).count == 48
