@@ -164,8 +164,9 @@ def labelled_only(items, labels):
 def validation_retrieval(model_path, settings):
     """Retrieval metrics of a trained model with its validation split as queries and its training split as database.
 
-    Features are made as index_dataset.py makes them (with settings.histograms) and ranked by cosine similarity,
-    without diffusion, whose graph would cost more than the trial.
+    Features are made as index_dataset.py makes them (with settings.histograms) and ranked as search ranks them
+    by cosine similarity (each row by the nearer of the query and its mirror image), without diffusion, whose
+    graph would cost more than the trial.
     """
     relative_paths, labels = data.list_images(settings.dataset_dir)
     if labels is None:
@@ -173,10 +174,16 @@ def validation_retrieval(model_path, settings):
     train_rows, validation_rows = data.split_indices(len(relative_paths), settings.validation_fraction, settings.seed)
     validation_rows = [row for row in validation_rows if labels[row] is not None]  # An unlabelled query cannot be scored.
     encoder = model.encoder_of(model.load_autoencoder(model_path))
-    sides = []
-    for rows in (validation_rows, train_rows):
-        paths = data.full_paths(settings.dataset_dir, [relative_paths[row] for row in rows])
-        features, readable = encoding.encode_paths(encoder, paths, settings.encode_batch_size, histograms=settings.histograms)
-        sides.append((vectors.postprocess_features(features, "cosine"), [labels[row] for row, ok in zip(rows, readable) if ok]))
-    (query_features, query_labels), (database_features, database_labels) = sides
-    return retrieval_metrics(query_features, query_labels, database_features, database_labels)
+
+    def paths_of(rows):
+        return data.full_paths(settings.dataset_dir, [relative_paths[row] for row in rows])
+
+    query_features, mirrored_features, readable = encoding.encode_queries(
+        encoder, paths_of(validation_rows), settings.encode_batch_size, settings.histograms)
+    query_labels = [labels[row] for row, ok in zip(validation_rows, readable) if ok]
+    database_features, readable = encoding.encode_paths(encoder, paths_of(train_rows), settings.encode_batch_size,
+                                                        histograms=settings.histograms)
+    database_labels = [labels[row] for row, ok in zip(train_rows, readable) if ok]
+    return retrieval_metrics(vectors.postprocess_features(query_features, "cosine"), query_labels,
+                             vectors.postprocess_features(database_features, "cosine"), database_labels,
+                             mirrored_features=vectors.postprocess_features(mirrored_features, "cosine"))
