@@ -76,6 +76,9 @@ def report_duplicates(settings, index_paths):
     """Print every near-duplicate pair of the index, path<TAB>path<TAB>distance, closest first; group them in --html."""
     indexes = [index.load_index(path) for path in index_paths]
     feature_index = index.merge_indexes(indexes, index_paths) if len(indexes) > 1 else indexes[0]
+    if not feature_index.histograms:
+        raise InputError(f"{index_paths[0]}: holds no histograms (indexed with --no-histograms), which --duplicates "
+                         "compares; index the folder again without that flag")
     pairs, distances = duplicates.duplicate_pairs(feature_index, settings.duplicate_distance)
     for (first, second), distance in zip(pairs, distances):
         print(f"{escape(display_path(hit_path(feature_index, first)))}\t{escape(display_path(hit_path(feature_index, second)))}"

@@ -53,3 +53,13 @@ def test_duplicate_sets_are_the_connected_groups_largest_first():
     pairs = np.array([[0, 1], [5, 6], [1, 2], [7, 8], [6, 8]])
     assert duplicates.duplicate_sets(pairs, 10) == [[5, 6, 7, 8], [0, 1, 2]]
     assert duplicates.duplicate_sets(np.zeros((0, 2), np.int64), 10) == []
+
+
+def test_duplicates_of_an_index_without_histograms_is_refused_by_name(gray_model, gray_dataset, tmp_path, capsys):
+    from conftest import fails_with
+
+    index_path = str(tmp_path / "plain.pkl")
+    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(gray_model / "autoencoder.keras"),
+                        "--index", index_path, "--no-histograms"])
+    line = fails_with(search, ["--duplicates", "--index", index_path], capsys)
+    assert "plain.pkl: holds no histograms (indexed with --no-histograms)" in line
