@@ -4,16 +4,20 @@ import os
 
 from imsearch import InputError, cli, console
 
-index, model, safeio = cli.lazy_modules("index", "model", "safeio")
+distributed, index, model, safeio = cli.lazy_modules("distributed", "index", "model", "safeio")
 
-FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "approximate",
+FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "workers",
+          "ray_address", "approximate",
           "approximate_above", "histograms", "diffusion", "metric")
 
 
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, encode the folder (or what changed in it), write the index; return an IndexingReport."""
-    settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, FIELDS), argv)
+    parser = cli.make_parser(__file__, __doc__, FIELDS)
+    settings, _ = cli.parse_config(parser, argv)
+    if settings.workers and (settings.shard or settings.update):
+        parser.error("--workers encodes the whole folder in shards itself: give it without --shard and --update")
     shard = index.parse_shard(settings.shard) if settings.shard else None
     autoencoder = model.load_autoencoder(settings.model_path)
     model_sha256 = safeio.sha256_of_file(settings.model_path)
@@ -23,10 +27,15 @@ def main(argv=None):
             previous = index.load_index(settings.index_path, autoencoder, model_sha256)
         except InputError as problem:  # Another model or an older format: nothing in it can be reused.
             console.note(f"{str(problem).split(';')[0]}; encoding every image anew")
-    feature_index, encoded = index.build_index(
-        model.encoder_of(autoencoder), settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard,
-        settings.histograms,
-    )
+    if settings.workers:
+        feature_index = distributed.build_index_on_ray(settings.dataset_dir, settings.model_path, model_sha256, settings.workers,
+                                                       settings.encode_batch_size, settings.histograms, settings.ray_address)
+        encoded = feature_index.count
+    else:
+        feature_index, encoded = index.build_index(
+            model.encoder_of(autoencoder), settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard,
+            settings.histograms,
+        )
     # The graph costs O(N^2) to build: only for collections searched exactly, and only for whole folders.
     relinked = 0
     if settings.diffusion and shard is None and feature_index.count < settings.approximate_above:

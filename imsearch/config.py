@@ -63,6 +63,8 @@ class Config:
     approximate: str = option("auto", "approximate search with a faiss IVF index beside the pickle: never, always, or auto (index_dataset.py builds it for large collections; search uses it when present)", choices=("auto", "always", "never"))
     approximate_above: int = option(200_000, "index size from which auto builds the approximate index; exact search is fast enough below")
     update: bool = option(False, "re-encode only new or changed images (path, size, mtime) and drop deleted ones")
+    workers: int = option(0, "encode the folder on this many Ray workers, one shard each, merged into one index; 0 encodes here")
+    ray_address: str = option("", "the Ray cluster --workers runs on (auto, or ray://host:10001); empty starts one on this machine")
     shard: str = option("", "encode only shard i of n (as i/n, 0-based) so machines can index a folder in parallel")
     histograms: bool = option(True, "append histograms of gradient orientations (shape) and, for colour models, of HSV colours to the encoder's features")
     diffusion: bool = option(True, "re-rank cosine results by diffusion over the index's nearest-neighbour graph, so images linked to the query's neighbours rank high")

@@ -1,0 +1,40 @@
+"""Indexing a folder on many machines with Ray: each worker encodes one shard, the driver merges them."""
+
+import os
+
+from imsearch import InputError, index
+
+
+def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_size, histograms, address=""):
+    """The FeatureIndex of dataset_dir encoded by `workers` Ray tasks, one shard each, merged in path order.
+
+    address: a running Ray cluster ("auto", or "ray://host:10001"); empty starts one on this machine. Every
+    node must see the folder and the model at the same paths (a shared file system) and have the suite
+    installed (bash install.sh).
+    """
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Workers' lines keep their "(encode_shard pid=N)" prefix, uncoloured.
+    import ray
+
+    ray.init(address=address or None, num_cpus=None if address else workers, include_dashboard=False,
+             logging_level="ERROR", configure_logging=True)
+    try:
+        encode = ray.remote(encode_shard)
+        arguments = (os.path.abspath(dataset_dir), os.path.abspath(model_path), model_sha256, batch_size, histograms)
+        saved_shards = ray.get([encode.remote(*arguments, (number, workers)) for number in range(workers)])
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, InputError):  # A user mistake met on a worker: one line, as here.
+            raise error.cause from None
+        raise
+    finally:
+        ray.shutdown()
+    shards = [index.FeatureIndex.from_dict(saved) for saved in saved_shards]
+    return index.merge_indexes(shards, [f"shard {number}/{workers}" for number in range(workers)])
+
+
+def encode_shard(dataset_dir, model_path, model_sha256, batch_size, histograms, shard):
+    """On a worker: the index of one shard of the folder, as the plain dict that is shipped back."""
+    from imsearch import model
+
+    encoder = model.encoder_of(model.load_autoencoder(model_path))
+    feature_index, _ = index.build_index(encoder, dataset_dir, model_sha256, batch_size, shard=shard, histograms=histograms)
+    return feature_index.to_dict()

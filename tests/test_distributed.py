@@ -1,0 +1,24 @@
+"""index_dataset.py --workers: Ray workers (real processes, a local cluster) encode shards; the merge equals a local index."""
+
+import numpy as np
+
+import index_dataset
+from conftest import fails_with
+from imsearch import index
+
+
+def test_ray_workers_build_the_same_index_as_one_process(gray_model, gray_dataset, gray_index, tmp_path):
+    index_path = str(tmp_path / "ray.pkl")
+    report = index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(gray_model / "autoencoder.keras"),
+                                 "--index", index_path, "--workers", "2"])
+    assert (report.images, report.encoded) == (48, 48)
+    on_ray, local = index.load_index(index_path), index.load_index(str(gray_index))
+    assert on_ray.paths == local.paths and on_ray.labels == local.labels and on_ray.shard is None
+    assert np.allclose(on_ray.features, local.features, atol=1e-5)
+    assert on_ray.neighbours.shape == local.neighbours.shape == (48, 15)
+
+
+def test_a_user_mistake_on_a_worker_is_one_line(gray_model, tmp_path, capsys):
+    line = fails_with(index_dataset, ["--dataset", str(tmp_path / "missing"), "--model", str(gray_model / "autoencoder.keras"),
+                                      "--index", str(tmp_path / "x.pkl"), "--workers", "2"], capsys)
+    assert "missing: no such folder" in line
