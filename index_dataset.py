@@ -18,6 +18,8 @@ def main(argv=None):
     settings, _ = cli.parse_config(parser, argv)
     if settings.workers and (settings.shard or settings.update):
         parser.error("--workers encodes the whole folder in shards itself: give it without --shard and --update")
+    if settings.ray_address and not settings.workers:
+        parser.error("--ray-address is the cluster --workers runs on: give --workers N with it")
     shard = index.parse_shard(settings.shard) if settings.shard else None
     autoencoder = model.load_autoencoder(settings.model_path)
     model_sha256 = safeio.sha256_of_file(settings.model_path)

@@ -162,7 +162,7 @@ def main(argv=None):
     report_unreadable(query_paths, found_paths)
     without_hits = 0
     for query_path, hit_rows, hit_distances in zip(found_paths, rows, distances):
-        found = hit_rows >= 0  # Approximate search can find fewer than --top-k rows for a query.
+        found = hit_rows >= 0  # Row -1: nothing left to show (a small index, or the query's own row left out).
         without_hits += not found.any()
         for rank, (row, distance) in enumerate(zip(hit_rows[found], hit_distances[found]), start=1):
             print(format_hit(query_path, rank, distance, hit_path(feature_index, row)))

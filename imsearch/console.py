@@ -37,8 +37,9 @@ def native_stderr_without(notice):
     """Run the block with file descriptor 2 read through a pipe, passing on every line that does not match notice.
 
     C++ libraries write to the descriptor itself, past sys.stderr, before any setting of theirs can quiet them.
-    Lines are passed on as they arrive (a thread reads the pipe), so a fatal message before an abort still
-    shows; Python's own writes during the block go the same way, in order.
+    Lines are passed on as they arrive (a thread reads the pipe); a line written just before the process
+    aborts can still be lost. Python's own writes during the block go the same way, in order. The block must
+    not start child processes: they would inherit the pipe and keep it open.
     """
     sys.stderr.flush()
     saved = os.dup(2)

@@ -1,22 +1,30 @@
 """Indexing a folder on many machines with Ray: each worker encodes one shard, the driver merges them."""
 
 import os
+import warnings
 
-from imsearch import InputError, index
+from imsearch import InputError, data, index
 
 
 def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_size, histograms, address=""):
     """The FeatureIndex of dataset_dir encoded by `workers` Ray tasks, one shard each, merged in path order.
 
-    address: a running Ray cluster ("auto", or "ray://host:10001"); empty starts one on this machine. Every
-    node must see the folder and the model at the same paths (a shared file system) and have the suite
-    installed (bash install.sh).
+    address: a running Ray cluster ("auto", or "ray://host:10001"); empty starts a new one on this machine.
+    Every node must see the folder and the model at the same paths (a shared file system) and have the
+    suite installed (bash install.sh). No more workers than images are started.
     """
+    workers = min(workers, len(data.list_images(dataset_dir)[0]))  # An empty shard would be an error of its own.
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Workers' lines keep their "(encode_shard pid=N)" prefix, uncoloured.
     import ray
 
-    ray.init(address=address or None, num_cpus=None if address else workers, include_dashboard=False,
-             logging_level="ERROR", configure_logging=True)
+    try:
+        with warnings.catch_warnings():  # A failed connection is also warned about at length; the error says it.
+            warnings.simplefilter("ignore")
+            ray.init(address=address or "local", num_cpus=None if address else workers, include_dashboard=False,
+                     logging_level="ERROR", configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise InputError(f"--ray-address {address}: no Ray cluster to join there ({' '.join(str(error).split())[:160]}); "
+                         "start one with ray start, or leave --ray-address out") from None
     try:
         encode = ray.remote(encode_shard)
         arguments = (os.path.abspath(dataset_dir), os.path.abspath(model_path), model_sha256, batch_size, histograms)

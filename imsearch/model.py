@@ -78,7 +78,9 @@ def load_autoencoder(model_path):
     """Load this suite's autoencoder with safe_mode; InputError for anything else."""
     if not os.path.isfile(model_path):
         run_folder = os.path.dirname(model_path) or "."
-        if os.path.basename(model_path) == config.MODEL_FILE and not os.path.isdir(model_path):
+        if os.path.isdir(model_path):
+            raise InputError(f"{model_path}: is a folder; pass --model with the model file itself, or --output {model_path}")
+        if os.path.basename(model_path) == config.MODEL_FILE:
             raise InputError(f"{model_path}: no model here; run train.py --output {run_folder} first, or pass --model")
         raise InputError(f"{model_path}: no such model file; pass --model with a model train.py wrote")
     try:

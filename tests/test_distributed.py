@@ -22,3 +22,21 @@ def test_a_user_mistake_on_a_worker_is_one_line(gray_model, tmp_path, capsys):
     line = fails_with(index_dataset, ["--dataset", str(tmp_path / "missing"), "--model", str(gray_model / "autoencoder.keras"),
                                       "--index", str(tmp_path / "x.pkl"), "--workers", "2"], capsys)
     assert "missing: no such folder" in line
+
+
+def test_more_workers_than_images_index_every_image(gray_model, gray_dataset, tmp_path):
+    import shutil
+
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy(gray_dataset / "train" / "disc" / "000.png", folder / "only.png")
+    report = index_dataset.main(["--dataset", str(folder), "--model", str(gray_model / "autoencoder.keras"),
+                                 "--index", str(tmp_path / "x.pkl"), "--workers", "3"])
+    assert (report.images, report.encoded) == (1, 1)
+
+
+def test_worker_flags_that_cannot_work_are_refused(gray_model, tmp_path, capsys):
+    flags = ["--model", str(gray_model / "autoencoder.keras"), "--index", str(tmp_path / "x.pkl")]
+    assert "--workers must be zero or more, got -1" in fails_with(index_dataset, [*flags, "--workers", "-1"], capsys)
+    line = fails_with(index_dataset, [*flags, "--ray-address", "auto"], capsys)
+    assert "--ray-address is the cluster --workers runs on" in line

@@ -163,3 +163,8 @@ def test_tune_needs_labelled_folder(tmp_path, capsys):
     line = fails_with(tune, ["--dataset", str(folder), "--output", str(tmp_path / "out"), "--tune-trials", "1",
                              "--tune-epochs", "1", "--tune-latent-dims", "8", "--tune-first-filters", "4"], capsys)
     assert "needs class subfolders" in line
+
+
+def test_model_that_is_a_folder(tmp_path, capsys):
+    line = fails_with(index_dataset, ["--model", str(tmp_path)], capsys)
+    assert f"{tmp_path}: is a folder; pass --model with the model file itself" in line
