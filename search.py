@@ -74,8 +74,7 @@ def read_for_display(path, missing):
 
 def report_duplicates(settings, index_paths):
     """Print every near-duplicate pair of the index, path<TAB>path<TAB>distance, closest first; group them in --html."""
-    indexes = [index.load_index(path) for path in index_paths]
-    feature_index = index.merge_indexes(indexes, index_paths) if len(indexes) > 1 else indexes[0]
+    feature_index = index.load_indexes(index_paths)
     if not feature_index.histograms:
         raise InputError(f"{index_paths[0]}: holds no histograms (indexed with --no-histograms), which --duplicates "
                          "compares; index the folder again without that flag")
@@ -103,13 +102,11 @@ def load_indexes(index_paths, autoencoder, settings):
 
     The features are post-processed for --metric in place, so a large index is never held twice.
     """
-    model_sha256 = safeio.sha256_of_file(settings.model_path)
-    indexes = [index.load_index(path, autoencoder, model_sha256) for path in index_paths]
-    if len(indexes) > 1:
-        feature_index, approximate = index.merge_indexes(indexes, index_paths), None
-    else:
-        feature_index = indexes[0]
-        approximate = index.load_approximate(index_paths[0], feature_index) if settings.approximate != "never" else None
+    feature_index = index.load_indexes(index_paths, autoencoder, safeio.sha256_of_file(settings.model_path))
+    # Merged shards have no approximate index of their own.
+    approximate = None
+    if len(index_paths) == 1 and settings.approximate != "never":
+        approximate = index.load_approximate(index_paths[0], feature_index)
     feature_index.features = vectors.postprocess_features(feature_index.features, settings.metric, in_place=True)
     return feature_index, approximate
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from imsearch import InputError, descriptors, graph, vectors
+from imsearch import descriptors, graph, vectors
 
 
 def histogram_features(feature_index):
@@ -12,8 +12,7 @@ def histogram_features(feature_index):
     depend on how well the model was trained.
     """
     if not feature_index.histograms:
-        raise InputError("the index holds no histograms (indexed with --no-histograms), which --duplicates compares; "
-                         "index the folder again without that flag")
+        raise ValueError("the index holds no histograms to compare")  # search.py tells the user which index.
     length = descriptors.histograms_length(feature_index.channels)
     return vectors.postprocess_features(feature_index.features[:, -length:], "cosine")
 

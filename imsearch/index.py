@@ -297,15 +297,17 @@ def merge_indexes(indexes, index_paths):
     )
 
 
+def load_indexes(index_paths, autoencoder=None, model_sha256=None):
+    """The index at each path, loaded as load_index does, and shards merged into one."""
+    indexes = [load_index(path, autoencoder, model_sha256) for path in index_paths]
+    return merge_indexes(indexes, index_paths) if len(indexes) > 1 else indexes[0]
+
+
 def load_index(index_path, autoencoder=None, model_sha256=None):
     """Read an index with the restricted unpickler and check it belongs to the given model."""
     if not os.path.isfile(index_path):
-        run_folder = os.path.dirname(index_path) or "."
-        if os.path.isdir(index_path):
-            raise InputError(f"{index_path}: is a folder; pass --index with the index file itself, or --output {index_path}")
-        if os.path.basename(index_path) == config.INDEX_FILE:
-            raise InputError(f"{index_path}: no index here; run index_dataset.py --output {run_folder} first, or pass --index")
-        raise InputError(f"{index_path}: no such index file; make it with index_dataset.py --index {index_path}")
+        raise safeio.missing_file_error(index_path, "index", config.INDEX_FILE, "index_dataset.py", "--index",
+                                        f"make it with index_dataset.py --index {index_path}")
     try:
         feature_index = FeatureIndex.from_dict(safeio.restricted_load(index_path))
     except MalformedIndex as problem:

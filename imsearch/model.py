@@ -2,7 +2,7 @@
 
 import os
 
-from imsearch import InputError, config
+from imsearch import InputError, config, safeio
 from imsearch.backend import keras
 
 layers = keras.layers
@@ -77,12 +77,8 @@ def compile_autoencoder(model, settings, steps_per_epoch):
 def load_autoencoder(model_path):
     """Load this suite's autoencoder with safe_mode; InputError for anything else."""
     if not os.path.isfile(model_path):
-        run_folder = os.path.dirname(model_path) or "."
-        if os.path.isdir(model_path):
-            raise InputError(f"{model_path}: is a folder; pass --model with the model file itself, or --output {model_path}")
-        if os.path.basename(model_path) == config.MODEL_FILE:
-            raise InputError(f"{model_path}: no model here; run train.py --output {run_folder} first, or pass --model")
-        raise InputError(f"{model_path}: no such model file; pass --model with a model train.py wrote")
+        raise safeio.missing_file_error(model_path, "model", config.MODEL_FILE, "train.py", "--model",
+                                        "pass --model with a model train.py wrote")
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as error:  # Keras reports bad files as many exception types; all mean "not loadable".

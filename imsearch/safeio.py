@@ -97,6 +97,20 @@ def atomic_pickle(path, value):
             os.fsync(file.fileno())
 
 
+def missing_file_error(path, what, default_name, maker, flag, fallback):
+    """The InputError for a run-folder file (model, index) that is not there, with the command that makes it.
+
+    A folder given for the file, or the run folder's own default file missing, each get their own advice;
+    any other path gets fallback.
+    """
+    run_folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        return InputError(f"{path}: is a folder; pass {flag} with the {what} file itself, or --output {path}")
+    if os.path.basename(path) == default_name:
+        return InputError(f"{path}: no {what} here; run {maker} --output {run_folder} first, or pass {flag}")
+    return InputError(f"{path}: no such {what} file; {fallback}")
+
+
 def sha256_of_file(path):
     """Hex SHA-256 of a file's bytes, read in chunks."""
     digest = hashlib.sha256()
