@@ -7,7 +7,7 @@ from imsearch import InputError, cli, console
 distributed, index, model, safeio = cli.lazy_modules("distributed", "index", "model", "safeio")
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "workers",
-          "ray_address", "approximate",
+          "ray_address", "compact_above", "compact_length", "approximate",
           "approximate_above", "histograms", "diffusion", "metric")
 
 
@@ -38,6 +38,7 @@ def main(argv=None):
             model.encoder_of(autoencoder), settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard,
             settings.histograms,
         )
+    feature_index = index.compacted(feature_index, settings.compact_above, settings.compact_length)
     # The graph costs O(N^2) to build: only for collections searched exactly, and only for whole folders.
     relinked = 0
     if settings.diffusion and shard is None and feature_index.count < settings.approximate_above:

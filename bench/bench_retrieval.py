@@ -63,18 +63,16 @@ def score(database, queries, mirrored, database_labels, query_labels, diffusion_
                                      mirrored_features=mirrored)
 
 
-def graph_of(features, feature_index=None):
-    """The DiffusionGraph of the index when given, else of a neighbour graph built over these features."""
+def graph_of(features):
+    """The DiffusionGraph of a neighbour graph built over these features."""
     from imsearch import graph
 
-    if feature_index is None:
-        return graph.diffusion_graph_of(*graph.neighbour_graph(features))
-    return graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
+    return graph.diffusion_graph_of(*graph.neighbour_graph(features))
 
 
 def table_rows(name, epochs, max_queries):
     """(features, re-ranking, metrics) rows of one set."""
-    from imsearch import config, data, descriptors, encoding, index, model
+    from imsearch import config, data, descriptors, encoding, graph, index, model
 
     train_dir, test_dir, output_dir = prepare(name, epochs)
     autoencoder = model.load_autoencoder(os.path.join(output_dir, "autoencoder.keras"))
@@ -87,16 +85,21 @@ def table_rows(name, epochs, max_queries):
     query_paths = data.full_paths(test_dir, relative_paths)
     batch_size = config.DEFAULTS.encode_batch_size
     queries, mirrored, _ = encoding.encode_queries(encoder, query_paths, batch_size, histograms=feature_index.histograms)
-    database, database_labels = feature_index.features, feature_index.labels
+    database_paths, database_labels = data.full_paths(train_dir, feature_index.paths), feature_index.labels
+    database = feature_index.features
+    if feature_index.compact:  # The projection mixes the parts: encode them again for the parts' rows.
+        database, _ = encoding.encode_paths(encoder, database_paths, batch_size, histograms=feature_index.histograms)
     image_size, channels = feature_index.image_size, feature_index.channels
-    database_pixels, _ = encoding.pixel_features(data.full_paths(train_dir, feature_index.paths), image_size, channels, batch_size)
+    database_pixels, _ = encoding.pixel_features(database_paths, image_size, channels, batch_size)
     query_pixels, _ = encoding.pixel_features(query_paths, image_size, channels, batch_size)
     encoder_length = encoder.output_shape[-1]
     gradient_end = encoder_length + descriptors.HISTOGRAM_LENGTH
     parts = [("encoder", slice(0, encoder_length)), ("gradient histograms", slice(encoder_length, gradient_end))]
     if channels == 3:
         parts.append(("colour histograms", slice(gradient_end, None)))
-    parts.append((f"**default**: all {len(parts)} parts", slice(None)))
+    if feature_index.compact:
+        parts.append(("all parts in full (not compact)", slice(None)))
+    default = f"**default**: all {len(parts)} parts" + (", compact" if feature_index.compact else "")
     rows = []
     for reranked in (False, True):
         start = time.perf_counter()
@@ -105,11 +108,14 @@ def table_rows(name, epochs, max_queries):
         rows.append(("raw pixels (no mirror)", reranked, metrics))
         for part, columns in parts:
             part_database = cosine_rows(database[:, columns])
-            default = columns == slice(None)
-            diffusion_graph = (graph_of(part_database, feature_index if default else None)) if reranked else None
             metrics = score(part_database, cosine_rows(queries[:, columns]), cosine_rows(mirrored[:, columns]), database_labels, query_labels,
-                            diffusion_graph)
+                            graph_of(part_database) if reranked else None)
             rows.append((part, reranked, metrics))
+        # The default as search ranks it: the index's own features (projected when compact) and graph.
+        metrics = score(cosine_rows(feature_index.features), cosine_rows(feature_index.as_stored(queries)),
+                        cosine_rows(feature_index.as_stored(mirrored)), database_labels, query_labels,
+                        graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities) if reranked else None)
+        rows.append((default, reranked, metrics))
         print(f"{name}: {'diffusion' if reranked else 'cosine'} rows in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return rows, len(query_paths), len(database)
 

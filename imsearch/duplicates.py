@@ -11,7 +11,7 @@ def histogram_features(feature_index):
     Copies are told apart by these rather than by the encoder's features, which move more under crops and
     depend on how well the model was trained.
     """
-    if not feature_index.histograms:
+    if not feature_index.histograms or feature_index.compact:
         raise ValueError("the index holds no histograms to compare")  # search.py tells the user which index.
     length = descriptors.histograms_length(feature_index.channels)
     return vectors.postprocess_features(feature_index.features[:, -length:], "cosine")

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from imsearch import InputError, config, console, data, encoding, graph, model, ranking, safeio, vectors
+from imsearch import InputError, config, console, data, encoding, graph, model, projection, ranking, safeio, vectors
 
 FORMAT_VERSION = 4
 METRICS = ("euclidean", "cosine")
@@ -29,14 +29,15 @@ class MalformedIndex(ValueError):
 class FeatureIndex:
     """The features of every image of a folder, with what search needs beside them; validated when made.
 
-    Saved as a pickled dict of these fields plus format_version, read back with the restricted unpickler.
+    Saved as a pickled dict of these fields plus format_version (features in float16), read back with the
+    restricted unpickler. A compact index stores its features projected (see projection.py).
     """
 
     dataset_dir: str  # Absolute: paths are relative to it.
     paths: list  # Relative paths with "/" separators, sorted.
     labels: list | None  # First-level folder of each path (None at the root), or None when no image is in one.
     stamps: np.ndarray  # (N, 2) int64 file size and mtime in ns, what --update compares.
-    features: np.ndarray  # (N, D) float32.
+    features: np.ndarray  # (N, D) float32, of float16 precision; (N, P) projected ones in a compact index.
     model_sha256: str  # The model file the features were made with.
     image_size: int
     channels: int
@@ -46,12 +47,18 @@ class FeatureIndex:
     neighbour_similarities: np.ndarray | None = None  # (N, K) their cosine similarities.
     approximate_metric: str | None = None  # The metric of the faiss index saved beside the pickle.
     approximate_sha256: str | None = None  # Its SHA-256, so a mismatched pair is recognised.
+    projection_mean: np.ndarray | None = None  # (D,) float32: a compact index's features are (x - mean) @ basis.
+    projection_basis: np.ndarray | None = None  # (D, P) float32.
 
     def __post_init__(self):
         if isinstance(self.stamps, np.ndarray) and self.stamps.dtype.kind == "i":
             self.stamps = self.stamps.astype(np.int64, copy=False)
         if isinstance(self.features, np.ndarray) and self.features.dtype.kind == "f":
             self.features = self.features.astype(np.float32, copy=False)
+        for name in ("projection_mean", "projection_basis"):
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                setattr(self, name, value.astype(np.float32, copy=False))
         problem = self.problem()
         if problem:
             raise MalformedIndex(problem)
@@ -77,6 +84,7 @@ class FeatureIndex:
             (self.approximate_metric is None or (isinstance(self.approximate_metric, str) and self.approximate_metric in METRICS),
              "unknown approximate_metric"),
             (self.approximate_sha256 is None or isinstance(self.approximate_sha256, str), "approximate_sha256 is not a string"),
+            (self.projection_problem() is None, self.projection_problem()),
         )
         return next((message for ok, message in checks if not ok), None)
 
@@ -94,9 +102,32 @@ class FeatureIndex:
         )
         return None if well_formed else "neighbour graph does not match its paths"
 
+    def projection_problem(self):
+        """What is wrong with the projection, or None when it is absent or a (D,) mean and (D, P) basis for (N, P) features."""
+        mean, basis = self.projection_mean, self.projection_basis
+        if mean is None and basis is None:
+            return None
+        well_formed = (
+            isinstance(mean, np.ndarray) and isinstance(basis, np.ndarray) and mean.dtype == np.float32
+            and basis.dtype == np.float32 and mean.ndim == 1 and basis.shape == (len(mean), getattr(self.features, "shape", (0, -1))[-1])
+        )
+        return None if well_formed else "projection does not match its features"
+
+    @property
+    def compact(self):
+        """Whether the features are stored projected."""
+        return self.projection_basis is not None
+
+    def as_stored(self, features):
+        """Features of new images (queries, changed files) in the form this index stores its own."""
+        if self.compact:
+            return projection.project(features, self.projection_mean, self.projection_basis)
+        return projection.stored_precision(features)
+
     def to_dict(self):
-        """The fields as the plain dict that is pickled (no copy of the arrays)."""
-        return {"format_version": FORMAT_VERSION} | {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        """The fields as the plain dict that is pickled, features in float16 (no copy of the other arrays)."""
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {"format_version": FORMAT_VERSION} | fields | {"features": self.features.astype(np.float16)}
 
     @classmethod
     def from_dict(cls, saved):
@@ -138,6 +169,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     """
     if previous is not None and previous.histograms != histograms:
         previous = None  # Its rows hold other features than these: nothing can be reused.
+
     relative_paths, labels = data.list_images(dataset_dir)
     if shard is not None:
         relative_paths = relative_paths[shard[0] :: shard[1]]
@@ -157,6 +189,8 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     unreadable = [pending[i] for i in np.flatnonzero(~readable)]
     if unreadable:
         console.warn(f"skipped {len(unreadable)} unreadable image(s) of {len(paths)}, first: {paths[unreadable[0]]}")
+    # New rows are stored as the previous index stores its own (projected when it is compact).
+    new_features = projection.stored_precision(new_features) if previous is None else previous.as_stored(new_features)
     kept = sorted(set(range(len(paths))) - set(unreadable))
     if not kept:
         raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
@@ -164,7 +198,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     image_size, channels = model.image_shape_of(encoder)
     if reused:
         # Folder order, new features where files were encoded and the previous index's where unchanged.
-        features = np.zeros((len(paths), encoding.feature_length(encoder, histograms)), np.float32)
+        features = np.zeros((len(paths), new_features.shape[1]), np.float32)
         features[[pending[i] for i in np.flatnonzero(readable)]] = new_features
         features[reused] = previous.features[[reusable[position] for position in reused]]
         features = features[kept]
@@ -181,7 +215,23 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         channels=int(channels),
         histograms=bool(histograms),
         shard=None if shard is None else f"{shard[0]}/{shard[1]}",
+        projection_mean=None if previous is None else previous.projection_mean,
+        projection_basis=None if previous is None else previous.projection_basis,
     ), len(pending) - len(unreadable)
+
+
+def compacted(feature_index, compact_above, length):
+    """The index with its features projected onto `length` principal components when it holds compact_above images or more.
+
+    A compact index keeps its projection: --update projects new images with it, so unchanged rows keep their
+    features and neighbours. Shards stay in full, since each would fit a projection of its own.
+    """
+    if feature_index.compact or feature_index.shard is not None or feature_index.count < compact_above:
+        return feature_index
+    console.log(f"projecting the features of {feature_index.count} images onto their {length} principal components")
+    mean, basis = projection.fit_projection(feature_index.features, length)
+    return dataclasses.replace(feature_index, features=projection.project(feature_index.features, mean, basis),
+                               projection_mean=mean, projection_basis=basis)
 
 
 def with_neighbour_graph(feature_index, previous=None):
@@ -193,7 +243,8 @@ def with_neighbour_graph(feature_index, previous=None):
     neighbours = graph.neighbour_count(count)
     console.log(f"linking each of {count} images to its {neighbours} nearest, for diffusion")
     previous_graph = None if previous is None else previous.neighbours
-    if previous_graph is None or previous_graph.shape[1] != neighbours or previous.histograms != feature_index.histograms:
+    if (previous_graph is None or previous_graph.shape[1] != neighbours or previous.histograms != feature_index.histograms
+            or previous.compact != feature_index.compact):
         rows, similarities = graph.neighbour_graph(feature_index.features)
         relinked = count
     else:
@@ -282,6 +333,8 @@ def merge_indexes(indexes, index_paths):
     for other, path in zip(indexes[1:], index_paths[1:]):
         if (other.model_sha256, other.dataset_dir) != (first.model_sha256, first.dataset_dir):
             raise InputError(f"{path}: another model or folder than {index_paths[0]}; pass shards of one indexing run")
+        if other.compact or first.compact:
+            raise InputError(f"{path}: a compact index, not a shard; pass the shards index_dataset.py --shard wrote")
         if other.histograms != first.histograms:
             raise InputError(f"{path}: indexed {'with' if other.histograms else 'without'} histograms, unlike "
                              f"{index_paths[0]}; index every shard with the same --histograms setting")
@@ -317,7 +370,9 @@ def load_index(index_path, autoencoder=None, model_sha256=None):
     if autoencoder is not None:
         image_size, channels = model.image_shape_of(autoencoder)
         expected = (image_size, channels, encoding.feature_length(model.encoder_of(autoencoder), feature_index.histograms))
-        found = (feature_index.image_size, feature_index.channels, feature_index.features.shape[1])
+        # A compact index's projection takes the model's features: its basis has one row per feature.
+        length = feature_index.projection_basis.shape[0] if feature_index.compact else feature_index.features.shape[1]
+        found = (feature_index.image_size, feature_index.channels, length)
         if found != expected:
             raise InputError(f"{index_path}: image size, channels, feature length {found} do not match the model's {expected}; rebuild it")
     return feature_index

@@ -139,9 +139,9 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     if diffusion and metric == "cosine":
         diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
     results = {"autoencoder": retrieval_metrics(
-        vectors.postprocess_features(query_features, metric), query_labels,
+        vectors.postprocess_features(feature_index.as_stored(query_features), metric), query_labels,
         vectors.postprocess_features(feature_index.features, metric), database_labels, exclude, diffusion_graph=diffusion_graph,
-        mirrored_features=vectors.postprocess_features(mirrored_features, metric))}
+        mirrored_features=vectors.postprocess_features(feature_index.as_stored(mirrored_features), metric))}
     image_size, channels = feature_index.image_size, feature_index.channels
     database_paths = data.full_paths(feature_index.dataset_dir, feature_index.paths)
     database_pixels, database_readable = encoding.pixel_features(database_paths, image_size, channels, batch_size)

@@ -69,7 +69,7 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     features, mirrored, readable = encoding.encode_queries(encoder, query_paths, batch_size, feature_index.histograms)
     readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
     exclude = rows_of_queries(feature_index, readable_paths)
-    both = vectors.postprocess_features(np.concatenate([features, mirrored]), metric)
+    both = vectors.postprocess_features(feature_index.as_stored(np.concatenate([features, mirrored])), metric)
     if approximate is not None and metric == feature_index.approximate_metric:
         rows, distances = nearer_of_mirrors(*search_approximate(approximate, both, top_k + 1), top_k + 1)
         if metric == "cosine":

@@ -42,7 +42,7 @@ def test_index_holds_paths_labels_and_features(gray_index, gray_model):
         saved = pickle.load(file)  # Our own file, written just now by the test.
     assert saved["paths"][0] == "cross/000.png" and saved["paths"] == sorted(saved["paths"])
     assert saved["labels"][:1] == ["cross"] and len(saved["labels"]) == 48
-    assert saved["features"].dtype == np.float32 and saved["features"].shape == (48, 16 + descriptors.HISTOGRAM_LENGTH)  # Gray: no colour histograms.
+    assert saved["features"].dtype == np.float16 and saved["features"].shape == (48, 16 + descriptors.HISTOGRAM_LENGTH)  # Gray: no colour histograms.
     assert saved["histograms"] is True and saved["neighbours"].shape == saved["neighbour_similarities"].shape == (48, 15)
     assert (saved["image_size"], saved["channels"]) == (28, 1)
     assert len(saved["model_sha256"]) == 64

@@ -211,3 +211,17 @@ def test_near_copies_rank_first_in_order_of_similarity():
     # Every near copy comes before every other row, the exact copy first, and they are in order of similarity.
     assert near >= 3 and rows[0][0] == 40 and (similarities[near:] < graph.NEAR_COPY_SIMILARITY).all()
     assert (np.diff(similarities[:near]) <= 0).all()
+
+
+def test_a_full_length_projection_keeps_distances_and_a_short_one_keeps_the_largest_spread():
+    from imsearch import projection
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 6)).astype(np.float32) * np.array([5, 4, 3, 0.1, 0.1, 0.1], np.float32)
+    mean, basis = projection.fit_projection(features, 6)
+    projected = projection.project(features, mean, basis)
+    distances = lambda rows: np.linalg.norm(rows[:, None] - rows[None], axis=2)  # noqa: E731
+    assert np.allclose(distances(projected), distances(features), atol=0.02)
+    mean, basis = projection.fit_projection(features, 3)
+    assert basis.shape == (6, 3) and np.abs(basis[3:]).max() < 0.05  # The three wide axes, not the narrow ones.
+    assert projection.project(features, mean, basis).dtype == np.float32

@@ -111,3 +111,42 @@ def test_fresh_index_records_what_update_compares(gray_index):
     saved = index.load_index(str(gray_index))
     stamps = np.array([index.file_stamp(os.path.join(saved.dataset_dir, path)) for path in saved.paths])
     assert np.array_equal(saved.stamps, stamps) and (stamps[:, 0] > 0).all()
+
+
+def test_compact_index_is_projected_searched_and_updated_in_place(gray_model, gray_dataset, tmp_path, capsys):
+    folder, index_path, model_path = tmp_path / "images", tmp_path / "features.pkl", gray_model / "autoencoder.keras"
+    shutil.copytree(gray_dataset / "train", folder)
+    compact = ["--compact-above", "40", "--compact-length", "8"]
+    index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), *compact])
+    before = index.load_index(str(index_path))
+    assert before.compact and before.features.shape == (48, 8) and before.projection_basis.shape == (16 + 1296, 8)
+    shutil.copy(gray_dataset / "test" / "disc" / "000.png", folder / "disc" / "new.png")
+    report = index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), "--update", *compact])
+    assert (report.images, report.encoded, report.relinked) == (49, 1, 1)
+    after = index.load_index(str(index_path))
+    assert np.array_equal(after.projection_basis, before.projection_basis)  # Kept, so unchanged rows keep their features.
+    assert np.array_equal(after.features[after.paths.index("cross/003.png")], before.features[before.paths.index("cross/003.png")])
+    unit_features = vectors.postprocess_features(after.features, "cosine")
+    listed = np.einsum("ij,ikj->ik", unit_features, unit_features[after.neighbours])
+    assert np.allclose(listed, after.neighbour_similarities, atol=1e-5)
+    # Queries are projected as the index's rows are: an outside copy of the new image finds it first, at distance 0.
+    hits, _ = run_search(capsys, model_path, [index_path], gray_dataset / "test" / "disc" / "000.png", top_k=1)
+    assert hits[0].split("\t")[3].endswith("disc/new.png") and float(hits[0].split("\t")[2]) < 1e-3
+
+
+def test_small_indexes_keep_every_feature_in_float16(gray_index):
+    import pickle
+
+    with open(gray_index, "rb") as file:
+        saved = pickle.load(file)  # Our own file, written by the fixture.
+    assert saved["projection_basis"] is None and saved["features"].dtype == np.float16 and saved["features"].shape[1] == 16 + 1296
+
+
+def test_duplicates_on_a_compact_index_is_one_clear_error(gray_model, gray_dataset, tmp_path, capsys):
+    model_path, index_path = gray_model / "autoencoder.keras", tmp_path / "features.pkl"
+    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path), "--index", str(index_path),
+                        "--compact-above", "1"])
+    from conftest import fails_with
+
+    line = fails_with(search, ["--model", str(model_path), "--index", str(index_path), "--duplicates"], capsys)
+    assert "a compact index" in line and "--compact-above above its 48 images" in line

@@ -1,0 +1,26 @@
+"""Compact features: a principal-component projection fitted on an index's own features, stored in float16."""
+
+import numpy as np
+
+# The projection is fitted on at most this many rows: enough for a stable basis, a bounded cost at any size.
+FIT_SAMPLE = 20_000
+
+
+def fit_projection(features, length, seed=0):
+    """(mean (D,), basis (D, length)) float32 of the principal components of features (at most D of them)."""
+    from sklearn.decomposition import PCA
+
+    generator = np.random.default_rng(seed)
+    sample = features if len(features) <= FIT_SAMPLE else features[np.sort(generator.choice(len(features), FIT_SAMPLE, replace=False))]
+    analysis = PCA(n_components=min(length, features.shape[1], len(sample)), svd_solver="full").fit(sample)
+    return analysis.mean_.astype(np.float32), analysis.components_.T.astype(np.float32)
+
+
+def project(features, mean, basis):
+    """Features as the index stores them: centred, projected onto the basis, rounded to float16."""
+    return stored_precision((np.asarray(features, np.float32) - mean) @ basis)
+
+
+def stored_precision(features):
+    """float32 features rounded to the float16 the index is saved in, so what is ranked is what is saved."""
+    return np.asarray(features, np.float16).astype(np.float32)
