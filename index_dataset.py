@@ -39,15 +39,17 @@ def main(argv=None):
             settings.histograms,
         )
     feature_index = index.compacted(feature_index, settings.compact_above, settings.compact_length)
-    # The graph costs O(N^2) to build: only for collections searched exactly, and only for whole folders.
+    approximate = index.approximate_index_for(feature_index, settings.approximate, settings.approximate_above, settings.metric)
+    # The exact graph costs O(N^2): large collections are linked with the approximate index (by cosine), or not at all.
+    large = feature_index.count >= settings.approximate_above
+    linker = approximate if large and settings.metric == "cosine" else None
     relinked = 0
-    if settings.diffusion and shard is None and feature_index.count < settings.approximate_above:
-        feature_index, relinked = index.with_neighbour_graph(feature_index, previous)
-    feature_index = index.save_index(feature_index, settings.index_path, settings.approximate, settings.approximate_above,
-                                     settings.metric)
+    if settings.diffusion and shard is None and (not large or linker is not None):
+        feature_index, relinked = index.with_neighbour_graph(feature_index, previous, linker)
+    feature_index = index.save_index(feature_index, settings.index_path, approximate, settings.metric)
     count, length = feature_index.features.shape
-    approximate = " with an approximate index beside it" if feature_index.approximate_sha256 else ""
-    console.log(f"indexed {count} images ({length} features each) to {settings.index_path}{approximate}")
+    beside = " with an approximate index beside it" if feature_index.approximate_sha256 else ""
+    console.log(f"indexed {count} images ({length} features each) to {settings.index_path}{beside}")
     return index.IndexingReport(images=count, encoded=encoded, relinked=relinked)
 
 

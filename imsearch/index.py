@@ -234,18 +234,25 @@ def compacted(feature_index, compact_above, length):
                                projection_mean=mean, projection_basis=basis)
 
 
-def with_neighbour_graph(feature_index, previous=None):
+def with_neighbour_graph(feature_index, previous=None, approximate=None):
     """(the index with each row's nearest neighbours by cosine similarity, for diffusion; rows linked anew).
 
     previous: the index this one updates; its graph is reused for the rows it holds unchanged.
+    approximate: a faiss index over the unit-length features (cosine); when given, a graph built anew is
+    found with it instead of exactly, which takes O(N^2).
     """
     count = feature_index.count
     neighbours = graph.neighbour_count(count)
-    console.log(f"linking each of {count} images to its {neighbours} nearest, for diffusion")
+    how = "approximately, " if approximate is not None else ""
+    console.log(f"linking each of {count} images to its {neighbours} nearest, {how}for diffusion")
     previous_graph = None if previous is None else previous.neighbours
     if (previous_graph is None or previous_graph.shape[1] != neighbours or previous.histograms != feature_index.histograms
             or previous.compact != feature_index.compact):
-        rows, similarities = graph.neighbour_graph(feature_index.features)
+        if approximate is None:
+            rows, similarities = graph.neighbour_graph(feature_index.features)
+        else:
+            unit_features = vectors.postprocess_features(feature_index.features, "cosine")
+            rows, similarities = ranking.approximate_neighbour_graph(approximate, unit_features, neighbours)
         relinked = count
     else:
         previous_rows = np.array(reusable_rows(previous, feature_index.paths, feature_index.stamps), dtype=np.int64)
@@ -285,8 +292,15 @@ def approximate_path_for(index_path):
     return os.path.splitext(index_path)[0] + ".ivf"
 
 
-def save_index(feature_index, index_path, approximate="never", approximate_above=0, metric="cosine"):
-    """Write the index atomically, with a faiss approximate index beside it when asked or large enough.
+def approximate_index_for(feature_index, approximate="never", approximate_above=0, metric="cosine"):
+    """A faiss approximate index over the features as ranked by metric, when asked or the index is large enough; else None."""
+    if approximate == "always" or (approximate == "auto" and feature_index.count >= approximate_above):
+        return ranking.build_approximate(vectors.postprocess_features(feature_index.features, metric))
+    return None
+
+
+def save_index(feature_index, index_path, approximate=None, metric="cosine"):
+    """Write the index atomically, with the faiss approximate index (by metric) beside it when one is given.
 
     The approximate index ranks by metric (for cosine, it holds unit-length features) and only serves
     searches by that metric. It is written first and its SHA-256 recorded in the pickle, so a crash between
@@ -295,11 +309,10 @@ def save_index(feature_index, index_path, approximate="never", approximate_above
     """
     approximate_path = approximate_path_for(index_path)
     feature_index = dataclasses.replace(feature_index, approximate_metric=None, approximate_sha256=None)
-    if approximate == "always" or (approximate == "auto" and feature_index.count >= approximate_above):
+    if approximate is not None:
         import faiss
 
-        unit_features = vectors.postprocess_features(feature_index.features, metric)
-        payload = faiss.serialize_index(ranking.build_approximate(unit_features)).tobytes()
+        payload = faiss.serialize_index(approximate).tobytes()
         safeio.atomic_write_bytes(approximate_path, payload)
         feature_index = dataclasses.replace(feature_index, approximate_metric=metric,
                                             approximate_sha256=hashlib.sha256(payload).hexdigest())

@@ -10,6 +10,13 @@ from imsearch import console, encoding, graph, vectors
 QUERY_BLOCK = 256
 # Lists probed per query by the approximate index: recall@10 >= 0.95 at 1M rows in bench/bench_search.py.
 APPROXIMATE_PROBES = 64
+# Lists probed for each row when the neighbour graph is found with the approximate index: fewer than a query
+# gets, since a row's 15 nearest lie in the lists nearest to it (graph recall in docs/performance.md).
+GRAPH_PROBES = 16
+# Rows the approximate index hands to diffusion per query: the diffusion runs on the graph among them only.
+DIFFUSION_CANDIDATES = 1000
+# Rows of the whole index looked up at a time when the graph is found with the approximate index.
+GRAPH_SEARCH_BLOCK = 16384
 
 
 def rank(query_features, database_features, top_k, exclude=None, database_norms=None):
@@ -71,6 +78,16 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     exclude = rows_of_queries(feature_index, readable_paths)
     both = vectors.postprocess_features(feature_index.as_stored(np.concatenate([features, mirrored])), metric)
     if approximate is not None and metric == feature_index.approximate_metric:
+        diffusion_graph = None
+        if diffusion and metric == "cosine":
+            diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
+        if diffusion_graph is not None:
+            # Diffusion over the graph among each query's nearest rows, found by the approximate index.
+            candidates, _ = nearer_of_mirrors(*search_approximate(approximate, both, DIFFUSION_CANDIDATES + 1),
+                                              DIFFUSION_CANDIDATES + 1)
+            query_features, mirrored_features = np.split(both, 2)
+            return (readable_paths, *graph.rank_by_local_diffusion(
+                query_features, mirrored_features, feature_index.features, diffusion_graph, candidates, top_k, exclude))
         rows, distances = nearer_of_mirrors(*search_approximate(approximate, both, top_k + 1), top_k + 1)
         if metric == "cosine":
             distances = distances**2 / 2  # Unit vectors: the cosine distance, as exact search reports it.
@@ -138,6 +155,36 @@ def build_approximate(features, seed=0):
     approximate.add(np.ascontiguousarray(features))
     approximate.nprobe = min(list_count, APPROXIMATE_PROBES)
     return approximate
+
+
+def approximate_neighbour_graph(approximate, features, neighbours):
+    """Each unit-length row's nearest others found by the approximate index: (N, K) int32 rows, float32 cosine similarities.
+
+    The approximate counterpart of graph.neighbour_graph, best first; a row that finds fewer than K others
+    links to itself with similarity 0 in the places left, a link that carries no weight.
+    """
+    count = len(features)
+    neighbours = min(neighbours, count - 1)
+    rows = np.zeros((count, neighbours), dtype=np.int32)
+    similarities = np.zeros((count, neighbours), dtype=np.float32)
+    probes, approximate.nprobe = approximate.nprobe, min(approximate.nlist, GRAPH_PROBES)
+    try:
+        with console.progress(count, "linking") as progress:
+            for start in range(0, count, GRAPH_SEARCH_BLOCK):
+                block = np.ascontiguousarray(features[start : start + GRAPH_SEARCH_BLOCK], dtype=np.float32)
+                found, distances = search_approximate(approximate, block, neighbours + 1)
+                own = np.arange(start, start + len(block))[:, None]
+                # Drop each row's own entry (or, when it was not found, the farthest): K others remain, best first.
+                keep = (found != own) & (found >= 0)
+                order = np.argsort(~keep, axis=1, kind="stable")[:, :neighbours]
+                kept = np.take_along_axis(keep, order, axis=1)
+                rows[start : start + len(block)] = np.where(kept, np.take_along_axis(found, order, axis=1), own)
+                # Between unit vectors cos = 1 - |a - b|^2 / 2.
+                similarities[start : start + len(block)] = np.where(kept, 1.0 - np.take_along_axis(distances, order, axis=1) ** 2 / 2, 0.0)
+                progress.update(len(block))
+    finally:
+        approximate.nprobe = probes
+    return rows, similarities
 
 
 def search_approximate(approximate, query_features, top_k):

@@ -225,3 +225,30 @@ def test_a_full_length_projection_keeps_distances_and_a_short_one_keeps_the_larg
     mean, basis = projection.fit_projection(features, 3)
     assert basis.shape == (6, 3) and np.abs(basis[3:]).max() < 0.05  # The three wide axes, not the narrow ones.
     assert projection.project(features, mean, basis).dtype == np.float32
+
+
+def test_approximate_graph_probing_every_list_is_the_exact_graph():
+    features = unit(np.random.default_rng(5).normal(size=(600, 8)).astype(np.float32))
+    approximate = ranking.build_approximate(features)
+    assert approximate.nlist <= ranking.GRAPH_PROBES  # So the graph search probes every list: exact.
+    rows, similarities = ranking.approximate_neighbour_graph(approximate, features, 4)
+    expected_rows, expected_similarities = brute_force_graph(features, 4)
+    assert rows.dtype == np.int32 and np.array_equal(rows, expected_rows)
+    assert np.allclose(similarities, expected_similarities, atol=1e-5)
+    assert approximate.nprobe == min(approximate.nlist, ranking.APPROXIMATE_PROBES)  # Searches probe as before.
+
+
+def test_local_diffusion_over_every_row_is_the_whole_diffusion_and_truncates_to_its_candidates():
+    database = two_chains()
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3))
+    queries = unit(np.array([[1.0, -0.1, 0.9], [0.0, 0.3, 1.0]], dtype=np.float32))
+    exclude = np.array([-1, 25])
+    expected = graph.rank_by_diffusion(queries, database, diffusion_graph, 12, exclude, queries)
+    every_row = np.tile(np.arange(len(database)), (2, 1))
+    rows, distances = graph.rank_by_local_diffusion(queries, queries, database, diffusion_graph, every_row, 12, exclude)
+    assert np.array_equal(rows, expected[0]) and np.allclose(distances, expected[1], atol=1e-6)
+    # With five candidates (one of them filler), only they are ranked, and the rest of the list is padding.
+    few = np.array([[3, 1, 0, -1, 2], [30, 21, 25, 22, 23]])
+    rows, distances = graph.rank_by_local_diffusion(queries, queries, database, diffusion_graph, few, 6, exclude)
+    assert sorted(rows[0, :4].tolist()) == [0, 1, 2, 3] and (rows[0, 4:] == -1).all() and np.isinf(distances[0, 4:]).all()
+    assert sorted(rows[1, :4].tolist()) == [21, 22, 23, 30] and 25 not in rows[1]

@@ -93,8 +93,8 @@ def test_approximate_index_is_written_used_and_checked(gray_model, gray_dataset,
                         "--index", str(index_path), "--approximate", "always"])
     assert (tmp_path / "features.ivf").stat().st_size > 0
     query = gray_dataset / "train" / "disc" / "003.png"  # Indexed itself: must still not be its own hit.
-    approximate, _ = run_search(capsys, model_path, [index_path], query, top_k=6)
-    # Diffusion needs the whole graph, which approximate search never reads; compare like with like.
+    # Without re-ranking both rank by cosine alone (the approximate index probes every list of so few rows).
+    approximate, _ = run_search(capsys, model_path, [index_path], query, top_k=6, extra=("--no-diffusion",))
     exact, _ = run_search(capsys, model_path, [index_path], query, top_k=6, extra=("--approximate", "never", "--no-diffusion"))
     assert [line.split("\t")[3] for line in approximate] == [line.split("\t")[3] for line in exact]
     assert np.allclose([float(line.split("\t")[2]) for line in approximate], [float(line.split("\t")[2]) for line in exact], atol=1e-5)
@@ -150,3 +150,16 @@ def test_duplicates_on_a_compact_index_is_one_clear_error(gray_model, gray_datas
 
     line = fails_with(search, ["--model", str(model_path), "--index", str(index_path), "--duplicates"], capsys)
     assert "a compact index" in line and "--compact-above above its 48 images" in line
+
+
+def test_large_indexes_are_linked_and_re_ranked_with_the_approximate_index(gray_model, gray_dataset, tmp_path, capsys):
+    model_path, index_path = gray_model / "autoencoder.keras", tmp_path / "features.pkl"
+    report = index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path), "--index", str(index_path),
+                                 "--approximate-above", "40"])
+    saved = index.load_index(str(index_path))
+    assert report.relinked == 48 and saved.neighbours.shape == (48, 15) and saved.approximate_sha256 is not None
+    query = gray_dataset / "test" / "square" / "001.png"
+    # 48 rows: every one is a candidate, so diffusion over the candidates' graph is the whole diffusion.
+    local, errors = run_search(capsys, model_path, [index_path], query, top_k=10)
+    whole, _ = run_search(capsys, model_path, [index_path], query, top_k=10, extra=("--approximate", "never"))
+    assert "no neighbour graph" not in errors and len(local) == 10 and local == whole
