@@ -16,9 +16,16 @@ def fit_projection(features, length, seed=0):
     return analysis.mean_.astype(np.float32), analysis.components_.T.astype(np.float32)
 
 
+# Rows projected at a time, so centring never copies the whole (N, D) matrix.
+PROJECT_BLOCK = 65536
+
+
 def project(features, mean, basis):
-    """Features as the index stores them: centred, projected onto the basis, rounded to float16."""
-    return stored_precision((np.asarray(features, np.float32) - mean) @ basis)
+    """Features as the index stores them: centred, projected onto the basis, rounded to float16 precision."""
+    projected = np.empty((len(features), basis.shape[1]), dtype=np.float32)
+    for start in range(0, len(features), PROJECT_BLOCK):
+        projected[start : start + PROJECT_BLOCK] = (np.asarray(features[start : start + PROJECT_BLOCK], np.float32) - mean) @ basis
+    return stored_precision(projected)
 
 
 def stored_precision(features):

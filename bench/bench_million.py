@@ -1,0 +1,114 @@
+"""A million images: build time, peak memory, size on disk, and search with re-ranking, exact and approximate.
+
+Synthetic features stand in for encoded images (encoding a million photos is not what is measured): a
+Gaussian mixture mapped to the default gray feature length (192 encoder + 1,296 histogram numbers). The
+index is built as index_dataset.py builds one above --approximate-above: projected to the compact form,
+an IVF approximate index, the neighbour graph found with it, saved. Then queries drawn from the same
+mixture are ranked four ways: exact cosine, approximate (IVF), exact with diffusion over the whole graph,
+and approximate with diffusion over each query's candidates; recall@10 is against the exact ranking of the
+same kind. Graph recall is against the exact 15 nearest of sampled rows. Prints figures on stdout.
+
+    python bench/bench_million.py [--count 1000000] [--queries 256]
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+import common
+from imsearch import config, graph, index, ranking, vectors
+
+RAW_LENGTH = 192 + 1296
+
+
+def synthetic_features(count, seed, clusters=2000, block=100_000):
+    """(count, RAW_LENGTH) float32 features of a clustered collection: many small classes in 32 latent dims."""
+    rng = np.random.default_rng(0)  # The mixture is the same for the database and the queries.
+    centres = rng.normal(size=(clusters, 32)) * 2.5
+    mapping = (rng.normal(size=(32, RAW_LENGTH)) / 6).astype(np.float32)
+    draws = np.random.default_rng(seed)
+    features = np.empty((count, RAW_LENGTH), dtype=np.float32)
+    for start in range(0, count, block):
+        size = min(block, count - start)
+        latent = (centres[draws.integers(0, clusters, size)] + draws.normal(size=(size, 32))).astype(np.float32)
+        features[start : start + size] = np.maximum(latent @ mapping + draws.normal(scale=0.05, size=(size, RAW_LENGTH)).astype(np.float32), 0)
+    return features
+
+
+def timed(label, function):
+    """function()'s result, its wall time reported."""
+    start = time.perf_counter()
+    result = function()
+    common.report(f"{label}_s", time.perf_counter() - start, "s")
+    return result
+
+
+def recall(found, expected):
+    """Mean share of each expected row list found in the other, ignoring -1 fillers."""
+    return float(np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (b >= 0).sum()) for a, b in zip(found, expected)]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=256)
+    arguments = parser.parse_args()
+    defaults = config.DEFAULTS
+    count = arguments.count
+
+    raw = timed("make_synthetic_features", lambda: synthetic_features(count, seed=1))
+    start = time.perf_counter()
+    feature_index = index.FeatureIndex(
+        dataset_dir="/synthetic", paths=[f"{row:07d}.png" for row in range(count)], labels=None,
+        stamps=np.zeros((count, 2), np.int64), features=raw, model_sha256="synthetic", image_size=28, channels=1, histograms=True)
+    del raw
+    feature_index = timed("build_compact_projection", lambda: index.compacted(feature_index, defaults.compact_above, defaults.compact_length))
+    approximate = timed("build_approximate_index", lambda: index.approximate_index_for(feature_index, "always"))
+    feature_index, _ = timed("build_graph_approximately", lambda: index.with_neighbour_graph(feature_index, None, approximate))
+    with tempfile.TemporaryDirectory(dir=os.path.join(common.REPOSITORY_DIR, "output")) as folder:
+        index_path = os.path.join(folder, "features.pkl")
+        feature_index = timed("save", lambda: index.save_index(feature_index, index_path, approximate))
+        common.report("build_total_s", time.perf_counter() - start, "s (features given)")
+        common.report("build_peak_memory", common.peak_rss_mib() / 1024, "GiB (peak RSS, synthetic features included)")
+        pickle_bytes, ivf_bytes = os.path.getsize(index_path), os.path.getsize(index.approximate_path_for(index_path))
+    common.report("disk_index", pickle_bytes / 2**20, f"MiB ({pickle_bytes / count:.0f} B/image: features, graph, paths)")
+    common.report("disk_approximate_index", ivf_bytes / 2**20, "MiB")
+
+    database = vectors.postprocess_features(feature_index.features, "cosine", in_place=True)
+    sample = np.random.default_rng(2).choice(count, 1000, replace=False)
+    exact_graph = np.argsort(-(database[sample] @ database.T), axis=1)[:, 1 : graph.GRAPH_NEIGHBOURS + 1]
+    common.report("graph_recall", recall(feature_index.neighbours[sample], exact_graph), "of the exact 15 nearest (1,000 rows)")
+
+    queries = vectors.postprocess_features(feature_index.as_stored(synthetic_features(arguments.queries, seed=3)), "cosine")
+    none = np.full(len(queries), -1)
+    top_k = 10
+    exact_rows, _ = ranking.rank(queries, database, top_k)
+    seconds = common.median_seconds(lambda: ranking.rank(queries, database, top_k), 3)
+    common.report("exact_ms", seconds * 1000 / len(queries), "ms/query (cosine, batched)")
+    approximate_rows, _ = ranking.search_approximate(approximate, queries, top_k)
+    seconds = common.median_seconds(lambda: [ranking.search_approximate(approximate, query[None], top_k) for query in queries], 3)
+    common.report("approximate_ms", seconds * 1000 / len(queries), "ms/query (IVF, one query per call)")
+    common.report("approximate_recall_at_10", recall(approximate_rows, exact_rows), "vs exact cosine")
+
+    diffusion_graph = timed("load_diffusion_graph", lambda: graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities))
+    start = time.perf_counter()
+    whole_rows, _ = graph.rank_by_diffusion(queries, database, diffusion_graph, top_k, none, queries)
+    common.report("exact_diffusion_ms", (time.perf_counter() - start) * 1000 / len(queries), "ms/query (whole graph, batched)")
+
+    def local():
+        candidates, _ = ranking.search_approximate(approximate, queries, ranking.DIFFUSION_CANDIDATES)
+        return graph.rank_by_local_diffusion(queries, queries, database, diffusion_graph, candidates, top_k, none)
+
+    start = time.perf_counter()
+    local_rows, _ = local()
+    common.report("approximate_diffusion_ms", (time.perf_counter() - start) * 1000 / len(queries),
+                  f"ms/query ({ranking.DIFFUSION_CANDIDATES} IVF candidates each)")
+    common.report("approximate_diffusion_recall_at_10", recall(local_rows, whole_rows), "vs exact diffusion over the whole graph")
+    common.report("peak_memory", common.peak_rss_mib() / 1024, "GiB (peak RSS of the whole run)")
+
+
+if __name__ == "__main__":
+    main()
