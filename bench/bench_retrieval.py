@@ -7,9 +7,10 @@ images are the queries (relevant = same class). Parts are ranked as search.py ra
 each row by the nearer of the query and its mirror image; raw pixels are the plain cosine baseline.
 Re-ranking is the default diffusion over each row set's own neighbour graph. Prints one markdown table
 per set on stdout (R@1: the share of queries whose first hit is relevant; top share: the largest share of
-queries with one and the same first hit), and the steps' times on stderr.
+queries with one and the same first hit), and the steps' times on stderr. A compact index (see
+index_dataset.py --compact-above) gets a row for its features in full beside the default.
 
-    python bench/bench_retrieval.py [--sets photos photos-small] [--max-queries 2000] [--epochs 60]
+    python bench/bench_retrieval.py [--sets photos photos-small] [--max-queries 2000] [--epochs 60] [--compact-above 1]
 """
 
 import argparse
@@ -35,7 +36,7 @@ def run_script(argv):
     return time.perf_counter() - start
 
 
-def prepare(name, epochs):
+def prepare(name, epochs, index_flags=()):
     """Dataset and model of a set made where missing, and its default index made anew: (train, test, output dir)."""
     train_dir, test_dir = (os.path.join(DATASET_ROOT, name, split) for split in ("train", "test"))
     output_dir = os.path.join(OUTPUT_ROOT, name)
@@ -45,7 +46,7 @@ def prepare(name, epochs):
         seconds = run_script(["train.py", "--dataset", train_dir, "--output", output_dir, *(["--epochs", str(epochs)] if epochs else [])])
         print(f"{name}: trained in {seconds:.0f} s", file=sys.stderr, flush=True)
     seconds = run_script(["index_dataset.py", "--dataset", train_dir, "--model", os.path.join(output_dir, "autoencoder.keras"),
-                          "--index", os.path.join(output_dir, "features.pkl")])
+                          "--index", os.path.join(output_dir, "features.pkl"), *index_flags])
     print(f"{name}: indexed in {seconds:.0f} s", file=sys.stderr, flush=True)
     return train_dir, test_dir, output_dir
 
@@ -70,11 +71,11 @@ def graph_of(features):
     return graph.diffusion_graph_of(*graph.neighbour_graph(features))
 
 
-def table_rows(name, epochs, max_queries):
+def table_rows(name, epochs, max_queries, index_flags=()):
     """(features, re-ranking, metrics) rows of one set."""
     from imsearch import config, data, descriptors, encoding, graph, index, model
 
-    train_dir, test_dir, output_dir = prepare(name, epochs)
+    train_dir, test_dir, output_dir = prepare(name, epochs, index_flags)
     autoencoder = model.load_autoencoder(os.path.join(output_dir, "autoencoder.keras"))
     encoder = model.encoder_of(autoencoder)
     feature_index = index.load_index(os.path.join(output_dir, "features.pkl"), autoencoder)
@@ -97,9 +98,9 @@ def table_rows(name, epochs, max_queries):
     parts = [("encoder", slice(0, encoder_length)), ("gradient histograms", slice(encoder_length, gradient_end))]
     if channels == 3:
         parts.append(("colour histograms", slice(gradient_end, None)))
+    default = f"**default**: all {len(parts)} parts" + (", compact" if feature_index.compact else "")
     if feature_index.compact:
         parts.append(("all parts in full (not compact)", slice(None)))
-    default = f"**default**: all {len(parts)} parts" + (", compact" if feature_index.compact else "")
     rows = []
     for reranked in (False, True):
         start = time.perf_counter()
@@ -125,9 +126,11 @@ def main():
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     parser.add_argument("--max-queries", type=int, default=0, help="score at most this many random test images per set; 0: all")
     parser.add_argument("--epochs", type=int, default=0, help="epochs for models trained here; 0: train.py's default")
+    parser.add_argument("--compact-above", type=int, help="index_dataset.py's --compact-above for every set (1: compact even the small ones)")
     arguments = parser.parse_args()
+    index_flags = () if arguments.compact_above is None else ("--compact-above", str(arguments.compact_above))
     for name in arguments.sets:
-        rows, query_count, database_count = table_rows(name, arguments.epochs, arguments.max_queries)
+        rows, query_count, database_count = table_rows(name, arguments.epochs, arguments.max_queries, index_flags)
         print(f"\n{name}: {query_count} queries against {database_count} indexed images\n")
         print("| features | re-ranking | mAP | P@10 | R@1 | top share |")
         print("| --- | --- | --- | --- | --- | --- |")
