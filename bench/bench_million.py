@@ -8,7 +8,11 @@ mixture are ranked four ways: exact cosine, approximate (IVF), exact with diffus
 and approximate with diffusion over each query's candidates; recall@10 is against the exact ranking of the
 same kind. Graph recall is against the exact 15 nearest of sampled rows. Prints figures on stdout.
 
-    python bench/bench_million.py [--count 1000000] [--queries 256]
+With --real, the same comparison on real features instead: the Fashion-MNIST index bench_retrieval.py
+made (output/bench/fashion-mnist, 60,000 images, compact) and 2,000 of its test images as queries, for
+the quality of the approximate graph and of diffusion over the candidates (P@10, against the exact path).
+
+    python bench/bench_million.py [--count 1000000] [--queries 256] [--real]
 """
 
 import argparse
@@ -51,11 +55,47 @@ def recall(found, expected):
     return float(np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (b >= 0).sum()) for a, b in zip(found, expected)]))
 
 
+def real_quality(query_count):
+    """Graph recall and P@10 of the approximate path against the exact one on the real Fashion-MNIST index."""
+    from imsearch import data, encoding, model
+
+    output_dir = os.path.join(common.REPOSITORY_DIR, "output", "bench", "fashion-mnist")
+    autoencoder = model.load_autoencoder(os.path.join(output_dir, "autoencoder.keras"))
+    feature_index = index.load_index(os.path.join(output_dir, "features.pkl"), autoencoder)
+    test_dir = os.path.join(common.REPOSITORY_DIR, "dataset", "fashion-mnist", "test")
+    relative_paths, labels = data.list_images(test_dir)
+    chosen = np.sort(np.random.default_rng(0).choice(len(relative_paths), query_count, replace=False))
+    paths = data.full_paths(test_dir, [relative_paths[i] for i in chosen])
+    queries, mirrored, _ = encoding.encode_queries(model.encoder_of(autoencoder), paths, config.DEFAULTS.encode_batch_size,
+                                                   feature_index.histograms)
+    queries, mirrored = (vectors.postprocess_features(feature_index.as_stored(rows), "cosine") for rows in (queries, mirrored))
+    query_labels = np.array([labels[i] for i in chosen])
+    database_labels = np.array(feature_index.labels)
+    database = vectors.postprocess_features(feature_index.features, "cosine")
+    approximate = ranking.build_approximate(database)
+    rows, similarities = timed("real_build_graph_approximately", lambda: ranking.approximate_neighbour_graph(approximate, database, graph.GRAPH_NEIGHBOURS))
+    common.report("real_graph_recall", recall(rows, feature_index.neighbours), "of the exact 15 nearest (all 60,000 rows)")
+    none = np.full(len(queries), -1)
+    exact_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
+    exact_rows, _ = graph.rank_by_diffusion(queries, database, exact_graph, 10, none, mirrored)
+    candidates, _ = ranking.nearer_of_mirrors(*ranking.search_approximate(approximate, np.concatenate([queries, mirrored]),
+                                                                          ranking.DIFFUSION_CANDIDATES + 1), ranking.DIFFUSION_CANDIDATES + 1)
+    local_rows, _ = graph.rank_by_local_diffusion(queries, mirrored, database, graph.diffusion_graph_of(rows, similarities),
+                                                  candidates, 10, none)
+    precision = lambda found: float((database_labels[found] == query_labels[:, None]).mean())  # noqa: E731
+    common.report("real_exact_diffusion_p_at_10", precision(exact_rows), "exact graph, whole-graph diffusion")
+    common.report("real_approximate_diffusion_p_at_10", precision(local_rows), "approximate graph, diffusion over 1,000 candidates")
+    common.report("real_approximate_diffusion_recall_at_10", recall(local_rows, exact_rows), "vs the exact path")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=256)
+    parser.add_argument("--real", action="store_true", help="measure quality on the real Fashion-MNIST index instead")
     arguments = parser.parse_args()
+    if arguments.real:
+        return real_quality(2000)
     defaults = config.DEFAULTS
     count = arguments.count
 
