@@ -1,7 +1,7 @@
 """A million images: build time, peak memory, size on disk, and search with re-ranking, exact and approximate.
 
 Synthetic features stand in for encoded images (encoding a million photos is not what is measured): a
-Gaussian mixture mapped to the default gray feature length (192 encoder + 1,296 histogram numbers). The
+Gaussian mixture mapped to the default gray feature length (192 encoder + 1,620 histogram numbers). The
 index is built as index_dataset.py builds one above --approximate-above: projected to the compact form,
 an IVF approximate index, the neighbour graph found with it, saved. Then queries drawn from the same
 mixture are ranked four ways: exact cosine, approximate (IVF), exact with diffusion over the whole graph,
@@ -23,9 +23,9 @@ import time
 import numpy as np
 
 import common
-from imsearch import config, graph, index, ranking, vectors
+from imsearch import config, descriptors, graph, index, ranking, vectors
 
-RAW_LENGTH = 192 + 1296
+RAW_LENGTH = 192 + descriptors.HISTOGRAM_LENGTH
 
 
 def synthetic_features(count, seed, clusters=2000, block=100_000):

@@ -2,11 +2,12 @@
 
 from imsearch.backend import tf
 
-# A 7x7 grid of cells whatever the image size, so the histogram length never depends on it.
-GRID_CELLS = 7
+# Two grids of cells whatever the image size, so the histogram length never depends on it: 7x7 cells for
+# the layout of edges, 4x4 for the coarser shape, which survives shifts and small crops better.
+GRID_CELLS = (7, 4)
 ORIENTATION_BINS = 9
 # Each block is 2x2 neighbouring cells, normalised on its own (as in HOG) against lighting changes.
-HISTOGRAM_LENGTH = (GRID_CELLS - 1) ** 2 * 4 * ORIENTATION_BINS
+HISTOGRAM_LENGTH = sum((cells - 1) ** 2 * 4 * ORIENTATION_BINS for cells in GRID_CELLS)
 
 
 def unit_rows(features):
@@ -15,10 +16,8 @@ def unit_rows(features):
 
 
 def gradient_histograms(images):
-    """(B, S, S, C) floats in [0, 1] -> (B, HISTOGRAM_LENGTH) unit-length orientation histograms."""
+    """(B, S, S, C) floats in [0, 1] -> (B, HISTOGRAM_LENGTH) unit-length orientation histograms, one per grid."""
     gray = tf.reduce_mean(images, axis=-1)
-    size = images.shape[1]
-    cell = max(1, size // GRID_CELLS)
     # Central differences, with edge pixels repeated so the output keeps the image's size.
     padded = tf.pad(gray, [[0, 0], [1, 1], [1, 1]], mode="SYMMETRIC")
     delta_y = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / 2
@@ -27,19 +26,28 @@ def gradient_histograms(images):
     # Unsigned orientations in [0, pi): an edge counts the same whichever side is brighter.
     angle = tf.math.floormod(tf.atan2(delta_y, delta_x), 3.141592653589793)
     bins = tf.minimum(tf.cast(angle / 3.141592653589793 * ORIENTATION_BINS, tf.int32), ORIENTATION_BINS - 1)
-    used = cell * GRID_CELLS
+    # Each grid's histogram has unit length, and the whole as much as one: each grid counts equally.
+    grids = [grid_histogram(magnitude, bins, cells) for cells in GRID_CELLS]
+    return tf.concat(grids, axis=1) / len(GRID_CELLS) ** 0.5
+
+
+def grid_histogram(magnitude, bins, cells):
+    """(B, S, S) gradient magnitudes and orientation bins -> (B, (cells - 1)^2 * 4 * bins) unit-length block histograms."""
+    size = magnitude.shape[1]
+    cell = max(1, size // cells)
+    used = cell * cells
     # Each pixel adds its magnitude to one (image, cell, bin) sum: one scatter-add, rather than one-hot votes
     # pooled per cell, which make nine values per pixel.
     cell_rows = tf.range(used) // cell
-    cell_of_pixel = cell_rows[:, None] * GRID_CELLS + cell_rows[None, :]  # (used, used)
-    batch = tf.shape(images)[0]
-    slots = (tf.range(batch)[:, None, None] * GRID_CELLS**2 + cell_of_pixel) * ORIENTATION_BINS + bins[:, :used, :used]
-    sums = tf.math.unsorted_segment_sum(magnitude[:, :used, :used], slots, batch * GRID_CELLS**2 * ORIENTATION_BINS)
-    cells = tf.reshape(sums, (-1, GRID_CELLS, GRID_CELLS, ORIENTATION_BINS)) / (cell * cell)  # Cell means, (B, 7, 7, bins).
-    blocks = tf.concat([cells[:, :-1, :-1], cells[:, 1:, :-1], cells[:, :-1, 1:], cells[:, 1:, 1:]], axis=-1)
+    cell_of_pixel = cell_rows[:, None] * cells + cell_rows[None, :]  # (used, used)
+    batch = tf.shape(magnitude)[0]
+    slots = (tf.range(batch)[:, None, None] * cells**2 + cell_of_pixel) * ORIENTATION_BINS + bins[:, :used, :used]
+    sums = tf.math.unsorted_segment_sum(magnitude[:, :used, :used], slots, batch * cells**2 * ORIENTATION_BINS)
+    means = tf.reshape(sums, (-1, cells, cells, ORIENTATION_BINS)) / (cell * cell)  # Cell means, (B, cells, cells, bins).
+    blocks = tf.concat([means[:, :-1, :-1], means[:, 1:, :-1], means[:, :-1, 1:], means[:, 1:, 1:]], axis=-1)
     blocks = blocks / (tf.norm(blocks, axis=-1, keepdims=True) + 1e-6)
     # The square root damps the few strong edges, which otherwise dominate every distance.
-    return unit_rows(tf.sqrt(tf.reshape(blocks, (-1, HISTOGRAM_LENGTH))))
+    return unit_rows(tf.sqrt(tf.reshape(blocks, (-1, (cells - 1) ** 2 * 4 * ORIENTATION_BINS))))
 
 
 # Hue is where colours differ most; saturation and value get coarse bins, so lighting edits move little.
