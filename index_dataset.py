@@ -40,12 +40,10 @@ def main(argv=None):
         )
     feature_index = index.compacted(feature_index, settings.compact_above, settings.compact_length)
     approximate = index.approximate_index_for(feature_index, settings.approximate, settings.approximate_above, settings.metric)
-    # The exact graph costs O(N^2): large collections are linked with the approximate index (by cosine), or not at all.
-    large = feature_index.count >= settings.approximate_above
-    linker = approximate if large and settings.metric == "cosine" else None
     relinked = 0
-    if settings.diffusion and shard is None and (not large or linker is not None):
-        feature_index, relinked = index.with_neighbour_graph(feature_index, previous, linker)
+    if settings.diffusion:
+        feature_index, relinked = index.linked_for_diffusion(feature_index, previous, approximate, settings.approximate_above,
+                                                             settings.metric)
     feature_index = index.save_index(feature_index, settings.index_path, approximate, settings.metric)
     count, length = feature_index.features.shape
     beside = " with an approximate index beside it" if feature_index.approximate_sha256 else ""

@@ -78,10 +78,7 @@ def report_duplicates(settings, index_paths):
     if not feature_index.histograms:
         raise InputError(f"{index_paths[0]}: holds no histograms (indexed with --no-histograms), which --duplicates "
                          "compares; index the folder again without that flag")
-    if feature_index.compact:
-        raise InputError(f"{index_paths[0]}: a compact index (--compact-above) keeps projected features, not the histograms "
-                         f"--duplicates compares; index the folder again with --compact-above above its {feature_index.count} images")
-    pairs, distances = duplicates.duplicate_pairs(feature_index, settings.duplicate_distance)
+    pairs, distances = duplicates.duplicate_pairs(feature_index, settings.duplicate_distance, settings.encode_batch_size)
     for (first, second), distance in zip(pairs, distances):
         print(f"{escape(display_path(hit_path(feature_index, first)))}\t{escape(display_path(hit_path(feature_index, second)))}"
               f"\t{distance:.6f}")

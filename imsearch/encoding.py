@@ -31,11 +31,7 @@ def make_encode_function(encoder, histograms=False, mirrored=False):
         features = encoder(images, training=False)
         if not histograms:
             return features
-        parts = [descriptors.unit_rows(features), descriptors.gradient_histograms(images)]
-        # A gray image's colour histogram is four brightness bins: too little to earn a third of every distance.
-        if channels == 3:
-            parts.append(descriptors.colour_histograms(images))
-        return tf.concat(parts, axis=1)
+        return tf.concat([descriptors.unit_rows(features), histograms_of(images, channels)], axis=1)
 
     # One trace serves every batch size; uint8 pixels cross into the graph at a quarter of float32's bytes.
     @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, channels), tf.uint8)])
@@ -48,6 +44,25 @@ def make_encode_function(encoder, histograms=False, mirrored=False):
         return tf.concat([both[:count], both[count:]], axis=1)
 
     return lambda images: encode(tf.constant(images)).numpy()
+
+
+def histograms_of(images, channels):
+    """The histogram parts of the features: gradients, and colours for colour images, each of unit length."""
+    # A gray image's colour histogram is four brightness bins: too little to earn a third of every distance.
+    if channels == 3:
+        return tf.concat([descriptors.gradient_histograms(images), descriptors.colour_histograms(images)], axis=1)
+    return descriptors.gradient_histograms(images)
+
+
+def histogram_paths(paths, image_size, channels, batch_size):
+    """The histogram parts of the features of the readable images among paths, and which paths those are."""
+
+    @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, channels), tf.uint8)])
+    def histograms(pixels):
+        return histograms_of(tf.cast(pixels, tf.float32) / 255.0, channels)
+
+    shape = (image_size, channels, descriptors.histograms_length(channels))
+    return transform_paths(lambda images: histograms(tf.constant(images)).numpy(), paths, shape, batch_size, "histograms")
 
 
 def encode_paths(encoder, paths, batch_size, description="encoding", histograms=False, stamps=None):

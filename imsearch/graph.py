@@ -2,7 +2,6 @@
 
 import concurrent.futures
 import dataclasses
-import os
 
 import numpy as np
 
@@ -62,12 +61,15 @@ def neighbour_count(count, neighbours=GRAPH_NEIGHBOURS):
     return max(0, min(neighbours, count - 1))
 
 
-def update_neighbour_graph(features, previous_rows, previous_neighbours, previous_similarities):
+def update_neighbour_graph(features, previous_rows, previous_neighbours, previous_similarities, rebuild=None,
+                           rebuild_share=0.5):
     """neighbour_graph(features), reusing the graph of a previous index that shares most of these rows.
 
     previous_rows[i] is the previous row holding row i's features unchanged, or -1 for a new or changed
     row. A kept row whose neighbours are all kept still has its best K among the kept rows, so only the
     new rows can enter its list; rows that are new or lost a neighbour are compared with every row.
+    rebuild(features, K): how the whole graph is built anew (neighbour_graph by default), which happens
+    when more than rebuild_share of the rows would be compared with every row.
     Returns the graph as neighbour_graph does, and how many rows were compared with every row.
     """
     count, neighbours = len(features), previous_neighbours.shape[1]
@@ -81,8 +83,8 @@ def update_neighbour_graph(features, previous_rows, previous_neighbours, previou
     whole = kept & (rows >= 0).all(axis=1)  # Kept rows whose neighbours were all kept.
     relinked, unchanged = np.flatnonzero(~whole), np.flatnonzero(whole)
     # Comparing a row with every row costs twice its share of a fresh graph, which multiplies half the square.
-    if 2 * len(relinked) > count or neighbours == 0:
-        return *neighbour_graph(features, neighbours), count
+    if len(relinked) > rebuild_share * count or neighbours == 0:
+        return *(rebuild or neighbour_graph)(features, neighbours), count
     inverse_lengths = inverse_lengths_of(features)
     block_rows = max(1, GRAPH_BLOCK_ELEMENTS // count)
     for start in range(0, len(relinked), block_rows):
@@ -287,19 +289,21 @@ def rank_by_local_diffusion(query_features, mirrored_features, database_features
     all_rows = np.full((len(query_features), top_k), -1, dtype=np.int64)
     all_distances = np.full((len(query_features), top_k), np.inf, dtype=np.float32)
 
-    def rank_one(query):
-        rows = np.unique(candidates[query][(candidates[query] >= 0) & (candidates[query] != exclude[query])])
+    def rank_one(position):
+        wanted = candidates[position]
+        rows = np.unique(wanted[(wanted >= 0) & (wanted != exclude[position])])
         if not len(rows):
             return
         block = np.ascontiguousarray(database_features[rows])
-        similarities = np.maximum(block @ query_features[query], block @ mirrored_features[query])[None]
+        similarities = np.maximum(block @ query_features[position], block @ mirrored_features[position])[None]
         local = DiffusionGraph(diffusion_graph.operator[rows][:, rows], diffusion_graph.inverse_sqrt_degrees[rows])
         scores = diffuse(local, similarities)[0]
         best = np.argsort(-scores, kind="stable")[:top_k]
-        all_rows[query, : len(best)] = rows[best]
-        all_distances[query, : len(best)] = 1.0 - similarities[0, best]
+        all_rows[position, : len(best)] = rows[best]
+        all_distances[position, : len(best)] = 1.0 - similarities[0, best]
 
     # The sparse slicing and products release the GIL for much of their time: queries run on every core.
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as executor:
+    workers = vectors.block_workers(candidates.shape[1] * (database_features.shape[1] + 64) * 4)
+    with concurrent.futures.ThreadPoolExecutor(workers) as executor:
         list(executor.map(rank_one, range(len(query_features) if top_k else 0)))
     return all_rows, all_distances

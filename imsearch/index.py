@@ -8,7 +8,12 @@ import numpy as np
 
 from imsearch import InputError, config, console, data, encoding, graph, model, projection, ranking, safeio, vectors
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
+# Format 4 differs only in float32 features and no projection fields, so it is read as it is.
+READABLE_VERSIONS = (4, 5)
+# With the approximate index, --update relinks rows one by one (each compared with every row) only while
+# they are this share of the index at most; past it, finding the whole graph approximately is cheaper.
+APPROXIMATE_RELINK_SHARE = 0.01
 METRICS = ("euclidean", "cosine")
 
 
@@ -135,7 +140,7 @@ class FeatureIndex:
         if not isinstance(saved, dict) or "format_version" not in saved:
             raise MalformedIndex("not an index of this suite")
         version = saved["format_version"]
-        if not (type(version) is int and version == FORMAT_VERSION):
+        if not (type(version) is int and version in READABLE_VERSIONS):
             raise MalformedIndex(f"index format {version!r}, expected {FORMAT_VERSION}")
         names = {field.name for field in dataclasses.fields(cls)}
         required = {field.name for field in dataclasses.fields(cls) if field.default is dataclasses.MISSING}
@@ -169,7 +174,6 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     """
     if previous is not None and previous.histograms != histograms:
         previous = None  # Its rows hold other features than these: nothing can be reused.
-
     relative_paths, labels = data.list_images(dataset_dir)
     if shard is not None:
         relative_paths = relative_paths[shard[0] :: shard[1]]
@@ -226,10 +230,11 @@ def compacted(feature_index, compact_above, length):
     A compact index keeps its projection: --update projects new images with it, so unchanged rows keep their
     features and neighbours. Shards stay in full, since each would fit a projection of its own.
     """
-    if feature_index.compact or feature_index.shard is not None or feature_index.count < compact_above:
+    # One image has no principal components to fit.
+    if feature_index.compact or feature_index.shard is not None or feature_index.count < max(compact_above, 2):
         return feature_index
-    console.log(f"projecting the features of {feature_index.count} images onto their {length} principal components")
     mean, basis = projection.fit_projection(feature_index.features, length)
+    console.log(f"projecting the features of {feature_index.count} images onto their {basis.shape[1]} principal components")
     return dataclasses.replace(feature_index, features=projection.project(feature_index.features, mean, basis),
                                projection_mean=mean, projection_basis=basis)
 
@@ -256,11 +261,29 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
         relinked = count
     else:
         previous_rows = np.array(reusable_rows(previous, feature_index.paths, feature_index.stamps), dtype=np.int64)
+        rebuild, share = None, 0.5
+        if approximate is not None:
+            rebuild, share = lambda features, count: ranking.approximate_neighbour_graph(
+                approximate, vectors.postprocess_features(features, "cosine"), count), APPROXIMATE_RELINK_SHARE
         rows, similarities, relinked = graph.update_neighbour_graph(
-            feature_index.features, previous_rows, previous_graph, previous.neighbour_similarities
+            feature_index.features, previous_rows, previous_graph, previous.neighbour_similarities, rebuild, share
         )
-        console.log(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index")
+        if relinked < count:
+            console.log(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index")
     return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities), relinked
+
+
+def linked_for_diffusion(feature_index, previous, approximate, approximate_above, metric):
+    """(the index with its neighbour graph, rows linked anew), linked as its size allows; shards stay unlinked.
+
+    Below approximate_above the graph is exact; from there on it is found with the approximate index when
+    that ranks by cosine, since the exact graph costs O(N^2); without one the index gets no graph.
+    """
+    large = feature_index.count >= approximate_above
+    linker = approximate if large and metric == "cosine" else None
+    if feature_index.shard is not None or (large and linker is None):
+        return feature_index, 0
+    return with_neighbour_graph(feature_index, previous, linker)
 
 
 def reusable_rows(previous, relative_paths, stamps):
@@ -343,11 +366,12 @@ def load_approximate(index_path, feature_index):
 def merge_indexes(indexes, index_paths):
     """One index from shard indexes of the same model and folder, rows in path order; no graph, no approximate part."""
     first = indexes[0]
+    for shard, path in zip(indexes, index_paths):
+        if shard.compact:
+            raise InputError(f"{path}: a compact index, not a shard; pass only the shards index_dataset.py --shard wrote")
     for other, path in zip(indexes[1:], index_paths[1:]):
         if (other.model_sha256, other.dataset_dir) != (first.model_sha256, first.dataset_dir):
             raise InputError(f"{path}: another model or folder than {index_paths[0]}; pass shards of one indexing run")
-        if other.compact or first.compact:
-            raise InputError(f"{path}: a compact index, not a shard; pass the shards index_dataset.py --shard wrote")
         if other.histograms != first.histograms:
             raise InputError(f"{path}: indexed {'with' if other.histograms else 'without'} histograms, unlike "
                              f"{index_paths[0]}; index every shard with the same --histograms setting")

@@ -83,11 +83,13 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
             diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
         if diffusion_graph is not None:
             # Diffusion over the graph among each query's nearest rows, found by the approximate index.
-            candidates, _ = nearer_of_mirrors(*search_approximate(approximate, both, DIFFUSION_CANDIDATES + 1),
-                                              DIFFUSION_CANDIDATES + 1)
+            # The query's own row may be among them; top_k never asks for more rows than the candidates hold.
+            count = max(DIFFUSION_CANDIDATES, top_k) + 1
+            candidates, _ = nearer_of_mirrors(*search_approximate(approximate, both, count), count)
             query_features, mirrored_features = np.split(both, 2)
+            database_features = vectors.postprocess_features(feature_index.features, metric)
             return (readable_paths, *graph.rank_by_local_diffusion(
-                query_features, mirrored_features, feature_index.features, diffusion_graph, candidates, top_k, exclude))
+                query_features, mirrored_features, database_features, diffusion_graph, candidates, top_k, exclude))
         rows, distances = nearer_of_mirrors(*search_approximate(approximate, both, top_k + 1), top_k + 1)
         if metric == "cosine":
             distances = distances**2 / 2  # Unit vectors: the cosine distance, as exact search reports it.
@@ -97,7 +99,7 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
         diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
     if diffusion and metric == "cosine" and diffusion_graph is None and feature_index.count > 1:
         console.note("ranking by cosine alone: the index has no neighbour graph (merged shards, or indexed with "
-                     "--no-diffusion or above --approximate-above images)")
+                     "--no-diffusion, or above --approximate-above images without an approximate index by cosine)")
     database_features = vectors.postprocess_features(feature_index.features, metric)
     if diffusion_graph is not None:
         query_features, mirrored_features = np.split(both, 2)

@@ -134,7 +134,7 @@ def test_keras_file_that_is_a_zip_of_junk(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda saved: saved | {"format_version": 0}, "index format 0, expected 4"),
+    (lambda saved: saved | {"format_version": 0}, "index format 0, expected 5"),
     (lambda saved: [saved], "not an index of this suite"),
     (lambda saved: {key: value for key, value in saved.items() if key != "paths"}, "not an index of this suite"),
     (lambda saved: saved | {"unknown": 1}, "not an index of this suite"),

@@ -6,10 +6,11 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 import index_dataset
 import search
-from imsearch import index, vectors
+from imsearch import descriptors, graph, index, ranking, vectors
 
 
 def run_search(capsys, model_path, index_paths, query, top_k=5, extra=()):
@@ -119,7 +120,7 @@ def test_compact_index_is_projected_searched_and_updated_in_place(gray_model, gr
     compact = ["--compact-above", "40", "--compact-length", "8"]
     index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), *compact])
     before = index.load_index(str(index_path))
-    assert before.compact and before.features.shape == (48, 8) and before.projection_basis.shape == (16 + 1296, 8)
+    assert before.compact and before.features.shape == (48, 8) and before.projection_basis.shape == (16 + descriptors.HISTOGRAM_LENGTH, 8)
     shutil.copy(gray_dataset / "test" / "disc" / "000.png", folder / "disc" / "new.png")
     report = index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), "--update", *compact])
     assert (report.images, report.encoded, report.relinked) == (49, 1, 1)
@@ -139,17 +140,34 @@ def test_small_indexes_keep_every_feature_in_float16(gray_index):
 
     with open(gray_index, "rb") as file:
         saved = pickle.load(file)  # Our own file, written by the fixture.
-    assert saved["projection_basis"] is None and saved["features"].dtype == np.float16 and saved["features"].shape[1] == 16 + 1296
+    assert saved["projection_basis"] is None and saved["features"].dtype == np.float16 and saved["features"].shape[1] == 16 + descriptors.HISTOGRAM_LENGTH
 
 
-def test_duplicates_on_a_compact_index_is_one_clear_error(gray_model, gray_dataset, tmp_path, capsys):
-    model_path, index_path = gray_model / "autoencoder.keras", tmp_path / "features.pkl"
-    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path), "--index", str(index_path),
+def test_duplicates_of_a_compact_index_are_those_of_the_full_one(gray_model, gray_dataset, tmp_path, capsys):
+    model_path = gray_model / "autoencoder.keras"
+    found = {}
+    for name, flags in (("full", ()), ("compact", ("--compact-above", "1"))):
+        index_path = tmp_path / f"{name}.pkl"
+        index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path), "--index", str(index_path), *flags])
+        assert index.load_index(str(index_path)).compact == (name == "compact")
+        capsys.readouterr()
+        search.main(["--model", str(model_path), "--index", str(index_path), "--duplicates", "--duplicate-distance", "0.3"])
+        found[name] = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(found["full"]) > 5 and [pair[:2] for pair in found["compact"]] == [pair[:2] for pair in found["full"]]
+    assert np.allclose([float(pair[2]) for pair in found["compact"]], [float(pair[2]) for pair in found["full"]], atol=2e-3)
+
+
+def test_a_compact_index_is_not_merged_as_a_shard(gray_model, gray_dataset, tmp_path, capsys):
+    model_path = gray_model / "autoencoder.keras"
+    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path), "--index", str(tmp_path / "shard.pkl"),
+                        "--shard", "0/2"])
+    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path), "--index", str(tmp_path / "compact.pkl"),
                         "--compact-above", "1"])
     from conftest import fails_with
 
-    line = fails_with(search, ["--model", str(model_path), "--index", str(index_path), "--duplicates"], capsys)
-    assert "a compact index" in line and "--compact-above above its 48 images" in line
+    line = fails_with(search, ["--model", str(model_path), "--index", str(tmp_path / "shard.pkl"), "--index",
+                               str(tmp_path / "compact.pkl"), "--no-images", str(gray_dataset / "test" / "disc" / "000.png")], capsys)
+    assert "compact.pkl: a compact index, not a shard" in line
 
 
 def test_large_indexes_are_linked_and_re_ranked_with_the_approximate_index(gray_model, gray_dataset, tmp_path, capsys):
@@ -163,3 +181,25 @@ def test_large_indexes_are_linked_and_re_ranked_with_the_approximate_index(gray_
     local, errors = run_search(capsys, model_path, [index_path], query, top_k=10)
     whole, _ = run_search(capsys, model_path, [index_path], query, top_k=10, extra=("--approximate", "never"))
     assert "no neighbour graph" not in errors and len(local) == 10 and local == whole
+
+
+def test_approximate_search_with_diffusion_gives_every_hit_asked_for(gray_model, gray_dataset, tmp_path, capsys, monkeypatch):
+    model_path, index_path = gray_model / "autoencoder.keras", tmp_path / "features.pkl"
+    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path), "--index", str(index_path),
+                        "--approximate-above", "40"])
+    monkeypatch.setattr(ranking, "DIFFUSION_CANDIDATES", 10)
+    hits, _ = run_search(capsys, model_path, [index_path], gray_dataset / "test" / "square" / "001.png", top_k=20)
+    assert len(hits) == 20 and len({line.split("\t")[3] for line in hits}) == 20
+
+
+def test_update_of_a_large_index_relinks_approximately(gray_model, gray_dataset, tmp_path, capsys, monkeypatch):
+    folder, index_path, model_path = tmp_path / "images", tmp_path / "features.pkl", gray_model / "autoencoder.keras"
+    shutil.copytree(gray_dataset / "train", folder)
+    approximate = ["--approximate-above", "40"]
+    index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), *approximate])
+    for number in range(10):  # More rows than the share relinked one by one: the graph is found anew, approximately.
+        shutil.copy(gray_dataset / "test" / "disc" / "000.png", folder / "disc" / f"new{number}.png")
+    monkeypatch.setattr(graph, "neighbour_graph", lambda *arguments: pytest.fail("built the exact O(N^2) graph"))
+    report = index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), "--update", *approximate])
+    assert (report.images, report.encoded, report.relinked) == (58, 10, 58)
+    assert index.load_index(str(index_path)).neighbours.shape == (58, 15)
