@@ -139,7 +139,10 @@ def main():
     common.report("exact_diffusion_ms", (time.perf_counter() - start) * 1000 / len(queries), "ms/query (whole graph, batched)")
 
     def local():
-        candidates, _ = ranking.search_approximate(approximate, queries, ranking.DIFFUSION_CANDIDATES)
+        # As search.py does it: candidates for each query and its mirror image (here the query itself), merged.
+        count = ranking.DIFFUSION_CANDIDATES + 1
+        both = np.concatenate([queries, queries])
+        candidates, _ = ranking.nearer_of_mirrors(*ranking.search_approximate(approximate, both, count), count)
         return graph.rank_by_local_diffusion(queries, queries, database, diffusion_graph, candidates, top_k, none)
 
     start = time.perf_counter()
