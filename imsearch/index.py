@@ -250,23 +250,22 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
     neighbours = graph.neighbour_count(count)
     how = "approximately, " if approximate is not None else ""
     console.log(f"linking each of {count} images to its {neighbours} nearest, {how}for diffusion")
+
+    def whole_graph(features, neighbours):
+        if approximate is None:
+            return graph.neighbour_graph(features, neighbours)
+        return ranking.approximate_neighbour_graph(approximate, vectors.postprocess_features(features, "cosine"), neighbours)
+
     previous_graph = None if previous is None else previous.neighbours
     if (previous_graph is None or previous_graph.shape[1] != neighbours or previous.histograms != feature_index.histograms
             or previous.compact != feature_index.compact):
-        if approximate is None:
-            rows, similarities = graph.neighbour_graph(feature_index.features)
-        else:
-            unit_features = vectors.postprocess_features(feature_index.features, "cosine")
-            rows, similarities = ranking.approximate_neighbour_graph(approximate, unit_features, neighbours)
+        rows, similarities = whole_graph(feature_index.features, neighbours)
         relinked = count
     else:
         previous_rows = np.array(reusable_rows(previous, feature_index.paths, feature_index.stamps), dtype=np.int64)
-        rebuild, share = None, 0.5
-        if approximate is not None:
-            rebuild, share = lambda features, count: ranking.approximate_neighbour_graph(
-                approximate, vectors.postprocess_features(features, "cosine"), count), APPROXIMATE_RELINK_SHARE
+        share = 0.5 if approximate is None else APPROXIMATE_RELINK_SHARE
         rows, similarities, relinked = graph.update_neighbour_graph(
-            feature_index.features, previous_rows, previous_graph, previous.neighbour_similarities, rebuild, share
+            feature_index.features, previous_rows, previous_graph, previous.neighbour_similarities, whole_graph, share
         )
         if relinked < count:
             console.log(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index")
