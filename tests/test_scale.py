@@ -203,3 +203,20 @@ def test_update_of_a_large_index_relinks_approximately(gray_model, gray_dataset,
     report = index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), "--update", *approximate])
     assert (report.images, report.encoded, report.relinked) == (58, 10, 58)
     assert index.load_index(str(index_path)).neighbours.shape == (58, 15)
+
+
+def test_an_index_that_grows_past_compact_above_is_compacted_and_linked_anew(gray_model, gray_dataset, tmp_path):
+    folder, index_path, model_path = tmp_path / "images", tmp_path / "features.pkl", gray_model / "autoencoder.keras"
+    shutil.copytree(gray_dataset / "train", folder)
+    compact = ["--compact-above", "50", "--compact-length", "8"]
+    index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), *compact])
+    assert not index.load_index(str(index_path)).compact  # 48 images: below the threshold.
+    for number in range(3):
+        shutil.copy(gray_dataset / "test" / "cross" / f"00{number}.png", folder / "cross" / f"new{number}.png")
+    report = index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), "--update", *compact])
+    grown = index.load_index(str(index_path))
+    # Every row is projected now, so every row is linked anew, and the graph fits the projected features.
+    assert (report.images, report.encoded, report.relinked) == (51, 3, 51) and grown.compact and grown.features.shape == (51, 8)
+    unit_features = vectors.postprocess_features(grown.features, "cosine")
+    listed = np.einsum("ij,ikj->ik", unit_features, unit_features[grown.neighbours])
+    assert np.allclose(listed, grown.neighbour_similarities, atol=1e-5)
