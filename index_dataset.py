@@ -31,7 +31,8 @@ def main(argv=None):
             console.note(f"{str(problem).split(';')[0]}; encoding every image anew")
     if settings.workers:
         feature_index = distributed.build_index_on_ray(settings.dataset_dir, settings.model_path, model_sha256, settings.workers,
-                                                       settings.encode_batch_size, settings.histograms, settings.ray_address)
+                                                       settings.encode_batch_size, settings.histograms, settings.ray_address,
+                                                       settings.compact_above, settings.compact_length)
         encoded = feature_index.count
     else:
         feature_index, encoded = index.build_index(

@@ -6,14 +6,24 @@ import warnings
 from imsearch import InputError, data, index
 
 
-def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_size, histograms, address=""):
+def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_size, histograms, address="",
+                       compact_above=None, compact_length=0):
     """The FeatureIndex of dataset_dir encoded by `workers` Ray tasks, one shard each, merged in path order.
 
     address: a running Ray cluster ("auto", or "ray://host:10001"); empty starts a new one on this machine.
     Every node must see the folder and the model at the same paths (a shared file system) and have the
     suite installed (bash install.sh). No more workers than images are started.
+    From compact_above images the shards come back compact, projected onto compact_length components
+    fitted here on a sample of the folder, so the full features never meet in one process.
     """
-    workers = min(workers, len(data.list_images(dataset_dir)[0]))  # An empty shard would be an error of its own.
+    count = len(data.list_images(dataset_dir)[0])
+    workers = min(workers, count)  # An empty shard would be an error of its own.
+    fitted = None
+    if compact_above is not None and count >= max(compact_above, 2):
+        from imsearch import model
+
+        encoder = model.encoder_of(model.load_autoencoder(model_path))
+        fitted = index.projection_of_sample(encoder, dataset_dir, batch_size, histograms, compact_length)
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Workers' lines keep their "(encode_shard pid=N)" prefix, uncoloured.
     import ray
 
@@ -27,7 +37,7 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
                          "start one with ray start, or leave --ray-address out") from None
     try:
         encode = ray.remote(encode_shard)
-        arguments = (os.path.abspath(dataset_dir), os.path.abspath(model_path), model_sha256, batch_size, histograms)
+        arguments = (os.path.abspath(dataset_dir), os.path.abspath(model_path), model_sha256, batch_size, histograms, fitted)
         saved_shards = ray.get([encode.remote(*arguments, (number, workers)) for number in range(workers)])
     except ray.exceptions.RayTaskError as error:
         if isinstance(error.cause, InputError):  # A user mistake met on a worker: one line, as here.
@@ -39,10 +49,11 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
     return index.merge_indexes(shards, [f"shard {number}/{workers}" for number in range(workers)])
 
 
-def encode_shard(dataset_dir, model_path, model_sha256, batch_size, histograms, shard):
-    """On a worker: the index of one shard of the folder, as the plain dict that is shipped back."""
+def encode_shard(dataset_dir, model_path, model_sha256, batch_size, histograms, fitted, shard):
+    """On a worker: the index of one shard of the folder (projected with fitted when given), as the plain dict shipped back."""
     from imsearch import model
 
     encoder = model.encoder_of(model.load_autoencoder(model_path))
-    feature_index, _ = index.build_index(encoder, dataset_dir, model_sha256, batch_size, shard=shard, histograms=histograms)
+    feature_index, _ = index.build_index(encoder, dataset_dir, model_sha256, batch_size, shard=shard, histograms=histograms,
+                                         fitted_projection=fitted)
     return feature_index.to_dict()

@@ -163,12 +163,14 @@ def file_stamp(path):
     return (status.st_size, status.st_mtime_ns)
 
 
-def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, shard=None, histograms=False):
+def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, shard=None, histograms=False,
+                fitted_projection=None):
     """Encode the images of dataset_dir into a FeatureIndex, skipping unreadable files with a warning.
 
     previous: an index of the same model whose rows are kept for unchanged files (path, size, mtime).
     shard: (i, n) to take only every n-th image from the i-th, so n machines can share a folder.
     histograms: append gradient and colour histograms to the encoder's features (see encoding.make_encode_function).
+    fitted_projection: (mean, basis) to store the features projected with, when there is no previous index.
     The neighbour graph for diffusion is left empty; with_neighbour_graph fills it.
     Returns the index and how many images were encoded (the others were reused from previous).
     """
@@ -194,7 +196,13 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     if unreadable:
         console.warn(f"skipped {len(unreadable)} unreadable image(s) of {len(paths)}, first: {paths[unreadable[0]]}")
     # New rows are stored as the previous index stores its own (projected when it is compact).
-    new_features = projection.stored_precision(new_features) if previous is None else previous.as_stored(new_features)
+    if previous is not None:
+        new_features = previous.as_stored(new_features)
+        fitted_projection = (previous.projection_mean, previous.projection_basis) if previous.compact else None
+    elif fitted_projection is not None:
+        new_features = projection.project(new_features, *fitted_projection)
+    else:
+        new_features = projection.stored_precision(new_features)
     kept = sorted(set(range(len(paths))) - set(unreadable))
     if not kept:
         raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
@@ -219,8 +227,8 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         channels=int(channels),
         histograms=bool(histograms),
         shard=None if shard is None else f"{shard[0]}/{shard[1]}",
-        projection_mean=None if previous is None else previous.projection_mean,
-        projection_basis=None if previous is None else previous.projection_basis,
+        projection_mean=None if fitted_projection is None else fitted_projection[0],
+        projection_basis=None if fitted_projection is None else fitted_projection[1],
     ), len(pending) - len(unreadable)
 
 
@@ -270,6 +278,19 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
         if relinked < count:
             console.log(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index")
     return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities), relinked
+
+
+def projection_of_sample(encoder, dataset_dir, batch_size, histograms, length, seed=0):
+    """(mean, basis) fitted on the features of a seeded sample of the folder's images, for shards to share."""
+    relative_paths, _ = data.list_images(dataset_dir)
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(relative_paths))[: projection.FIT_SAMPLE])
+    console.log(f"fitting the projection shared by every shard on {len(chosen)} images of {dataset_dir}")
+    features, _ = encoding.encode_paths(encoder, data.full_paths(dataset_dir, [relative_paths[i] for i in chosen]), batch_size,
+                                        histograms=histograms)
+    if len(features) < 2:
+        raise InputError(f"{dataset_dir}: fewer than two of its images are readable; check the folder")
+    # Fitted on the features at the precision they are stored in, as compacted() fits a whole index.
+    return projection.fit_projection(projection.stored_precision(features), length)
 
 
 def linked_for_diffusion(feature_index, previous, approximate, approximate_above, metric):
@@ -366,8 +387,13 @@ def merge_indexes(indexes, index_paths):
     """One index from shard indexes of the same model and folder, rows in path order; no graph, no approximate part."""
     first = indexes[0]
     for shard, path in zip(indexes, index_paths):
-        if shard.compact:
-            raise InputError(f"{path}: a compact index, not a shard; pass only the shards index_dataset.py --shard wrote")
+        # Rows projected differently cannot be ranked together (shards projected alike come from --workers).
+        if shard.compact != first.compact or (shard.compact and not (
+                np.array_equal(shard.projection_mean, first.projection_mean)
+                and np.array_equal(shard.projection_basis, first.projection_basis))):
+            compact_path = path if shard.compact else index_paths[0]
+            raise InputError(f"{compact_path}: a compact index with a projection of its own, not a shard of this run; "
+                             "pass only the shards index_dataset.py --shard wrote")
     for other, path in zip(indexes[1:], index_paths[1:]):
         if (other.model_sha256, other.dataset_dir) != (first.model_sha256, first.dataset_dir):
             raise InputError(f"{path}: another model or folder than {index_paths[0]}; pass shards of one indexing run")

@@ -40,3 +40,15 @@ def test_worker_flags_that_cannot_work_are_refused(gray_model, tmp_path, capsys)
     assert "--workers must be zero or more, got -1" in fails_with(index_dataset, [*flags, "--workers", "-1"], capsys)
     line = fails_with(index_dataset, [*flags, "--ray-address", "auto"], capsys)
     assert "--ray-address is the cluster --workers runs on" in line
+
+
+def test_ray_workers_project_their_shards_with_one_projection_fitted_in_the_driver(gray_model, gray_dataset, tmp_path):
+    compact = ["--compact-above", "1", "--compact-length", "8"]
+    flags = ["--dataset", str(gray_dataset / "train"), "--model", str(gray_model / "autoencoder.keras")]
+    index_dataset.main([*flags, "--index", str(tmp_path / "ray.pkl"), "--workers", "2", *compact])
+    index_dataset.main([*flags, "--index", str(tmp_path / "local.pkl"), *compact])
+    on_ray, local = index.load_index(str(tmp_path / "ray.pkl")), index.load_index(str(tmp_path / "local.pkl"))
+    # The driver's sample is the whole folder here, so the projection is the one a single process fits.
+    assert on_ray.compact and on_ray.features.shape == (48, 8) and on_ray.paths == local.paths
+    assert np.allclose(on_ray.projection_basis, local.projection_basis, atol=1e-3)
+    assert np.allclose(on_ray.features, local.features, atol=2e-3)

@@ -167,7 +167,7 @@ def test_a_compact_index_is_not_merged_as_a_shard(gray_model, gray_dataset, tmp_
 
     line = fails_with(search, ["--model", str(model_path), "--index", str(tmp_path / "shard.pkl"), "--index",
                                str(tmp_path / "compact.pkl"), "--no-images", str(gray_dataset / "test" / "disc" / "000.png")], capsys)
-    assert "compact.pkl: a compact index, not a shard" in line
+    assert "compact.pkl: a compact index with a projection of its own, not a shard of this run" in line
 
 
 def test_large_indexes_are_linked_and_re_ranked_with_the_approximate_index(gray_model, gray_dataset, tmp_path, capsys):
