@@ -366,21 +366,27 @@ def save_index(feature_index, index_path, approximate=None, metric="cosine"):
 
 
 def load_approximate(index_path, feature_index):
-    """The faiss index beside index_path if the pickle vouches for it (same SHA-256), else None."""
+    """The faiss index beside index_path if the pickle vouches for it (same SHA-256), else None.
+
+    Its inverted lists are memory-mapped rather than read: a search touches only the lists it probes, so
+    the index adds to search's memory only what the queries read.
+    """
     if feature_index.approximate_sha256 is None:
         return None
     approximate_path = approximate_path_for(index_path)
+    digest = hashlib.sha256()
     try:
         with open(approximate_path, "rb") as file:
-            payload = file.read()
+            for chunk in iter(lambda: file.read(2**20), b""):
+                digest.update(chunk)
     except OSError:
-        payload = b""
-    if hashlib.sha256(payload).hexdigest() != feature_index.approximate_sha256:
+        digest = hashlib.sha256(b"")
+    if digest.hexdigest() != feature_index.approximate_sha256:
         console.warn(f"{approximate_path}: missing or not the one this index was saved with; searching exactly")
         return None
     import faiss
 
-    return faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+    return faiss.read_index(approximate_path, faiss.IO_FLAG_MMAP)
 
 
 def merge_indexes(indexes, index_paths):
