@@ -18,12 +18,6 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
     """
     count = len(data.list_images(dataset_dir)[0])
     workers = min(workers, count)  # An empty shard would be an error of its own.
-    fitted = None
-    if compact_above is not None and count >= max(compact_above, 2):
-        from imsearch import model
-
-        encoder = model.encoder_of(model.load_autoencoder(model_path))
-        fitted = index.projection_of_sample(encoder, dataset_dir, batch_size, histograms, compact_length)
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Workers' lines keep their "(encode_shard pid=N)" prefix, uncoloured.
     import ray
 
@@ -36,6 +30,12 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
         raise InputError(f"--ray-address {address}: no Ray cluster to join there ({' '.join(str(error).split())[:160]}); "
                          "start one with ray start, or leave --ray-address out") from None
     try:
+        fitted = None
+        if compact_above is not None and count >= max(compact_above, 2):
+            from imsearch import model
+
+            encoder = model.encoder_of(model.load_autoencoder(model_path))
+            fitted = index.projection_of_sample(encoder, dataset_dir, batch_size, histograms, compact_length)
         encode = ray.remote(encode_shard)
         arguments = (os.path.abspath(dataset_dir), os.path.abspath(model_path), model_sha256, batch_size, histograms, fitted)
         saved_shards = ray.get([encode.remote(*arguments, (number, workers)) for number in range(workers)])

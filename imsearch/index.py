@@ -285,8 +285,10 @@ def projection_of_sample(encoder, dataset_dir, batch_size, histograms, length, s
     relative_paths, _ = data.list_images(dataset_dir)
     chosen = np.sort(np.random.default_rng(seed).permutation(len(relative_paths))[: projection.FIT_SAMPLE])
     console.log(f"fitting the projection shared by every shard on {len(chosen)} images of {dataset_dir}")
-    features, _ = encoding.encode_paths(encoder, data.full_paths(dataset_dir, [relative_paths[i] for i in chosen]), batch_size,
-                                        histograms=histograms)
+    features, readable = encoding.encode_paths(encoder, data.full_paths(dataset_dir, [relative_paths[i] for i in chosen]),
+                                               batch_size, histograms=histograms)
+    if not readable.all():
+        console.warn(f"the projection's sample left out {int((~readable).sum())} unreadable image(s) of {len(chosen)}")
     if len(features) < 2:
         raise InputError(f"{dataset_dir}: fewer than two of its images are readable; check the folder")
     # Fitted on the features at the precision they are stored in, as compacted() fits a whole index.
@@ -374,25 +376,38 @@ def load_approximate(index_path, feature_index):
     if feature_index.approximate_sha256 is None:
         return None
     approximate_path = approximate_path_for(index_path)
-    digest = hashlib.sha256()
+    digest, hashed = hashlib.sha256(), None
     try:
         with open(approximate_path, "rb") as file:
             for chunk in iter(lambda: file.read(2**20), b""):
                 digest.update(chunk)
+            hashed = os.fstat(file.fileno())
     except OSError:
-        digest = hashlib.sha256(b"")
-    if digest.hexdigest() != feature_index.approximate_sha256:
-        console.warn(f"{approximate_path}: missing or not the one this index was saved with; searching exactly")
-        return None
-    import faiss
+        pass
+    approximate = None
+    if hashed is not None and digest.hexdigest() == feature_index.approximate_sha256:
+        import faiss
 
-    return faiss.read_index(approximate_path, faiss.IO_FLAG_MMAP)
+        try:
+            approximate = faiss.read_index(approximate_path, faiss.IO_FLAG_MMAP)
+            mapped = os.stat(approximate_path)
+        except (RuntimeError, OSError):  # A file system that cannot map it, or the file gone since.
+            approximate, mapped = None, None
+        # The file mapped must be the one hashed: a re-index may have renamed a new one over it in between.
+        if mapped is None or (mapped.st_ino, mapped.st_mtime_ns) != (hashed.st_ino, hashed.st_mtime_ns) \
+                or approximate.ntotal != feature_index.count:
+            approximate = None
+    if approximate is None:
+        console.warn(f"{approximate_path}: missing or not the one this index was saved with; searching exactly")
+    return approximate
 
 
 def merge_indexes(indexes, index_paths):
     """One index from shard indexes of the same model and folder, rows in path order; no graph, no approximate part."""
     first = indexes[0]
     for shard, path in zip(indexes, index_paths):
+        if shard.shard is None:
+            raise InputError(f"{path}: a whole index, not a shard; pass only the shards index_dataset.py --shard wrote")
         # Rows projected differently cannot be ranked together (shards projected alike come from --workers).
         if shard.compact != first.compact or (shard.compact and not (
                 np.array_equal(shard.projection_mean, first.projection_mean)
@@ -407,6 +422,8 @@ def merge_indexes(indexes, index_paths):
             raise InputError(f"{path}: indexed {'with' if other.histograms else 'without'} histograms, unlike "
                              f"{index_paths[0]}; index every shard with the same --histograms setting")
     paths = [path for shard in indexes for path in shard.paths]
+    if len(set(paths)) < len(paths):
+        raise InputError(f"{index_paths[0]}: an image is in two of the shards given; pass each shard of one run once")
     order = np.argsort(np.array(paths, dtype=object), kind="stable")
     labelled = all(shard.labels is not None for shard in indexes)
     labels = [label for shard in indexes for label in shard.labels] if labelled else None

@@ -157,7 +157,7 @@ def test_duplicates_of_a_compact_index_are_those_of_the_full_one(gray_model, gra
     assert np.allclose([float(pair[2]) for pair in found["compact"]], [float(pair[2]) for pair in found["full"]], atol=2e-3)
 
 
-def test_a_compact_index_is_not_merged_as_a_shard(gray_model, gray_dataset, tmp_path, capsys):
+def test_only_shards_of_one_run_are_merged(gray_model, gray_dataset, tmp_path, capsys):
     model_path = gray_model / "autoencoder.keras"
     index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path), "--index", str(tmp_path / "shard.pkl"),
                         "--shard", "0/2"])
@@ -167,7 +167,10 @@ def test_a_compact_index_is_not_merged_as_a_shard(gray_model, gray_dataset, tmp_
 
     line = fails_with(search, ["--model", str(model_path), "--index", str(tmp_path / "shard.pkl"), "--index",
                                str(tmp_path / "compact.pkl"), "--no-images", str(gray_dataset / "test" / "disc" / "000.png")], capsys)
-    assert "compact.pkl: a compact index with a projection of its own, not a shard of this run" in line
+    assert "compact.pkl: a whole index, not a shard" in line
+    line = fails_with(search, ["--model", str(model_path), "--index", str(tmp_path / "shard.pkl"), "--index",
+                               str(tmp_path / "shard.pkl"), "--no-images", str(gray_dataset / "test" / "disc" / "000.png")], capsys)
+    assert "an image is in two of the shards given" in line
 
 
 def test_large_indexes_are_linked_and_re_ranked_with_the_approximate_index(gray_model, gray_dataset, tmp_path, capsys):
