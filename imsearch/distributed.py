@@ -3,7 +3,7 @@
 import os
 import warnings
 
-from imsearch import InputError, data, index
+from imsearch import InputError, console, data, index
 
 
 def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_size, histograms, address="",
@@ -46,7 +46,11 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
     finally:
         ray.shutdown()
     shards = [index.FeatureIndex.from_dict(saved) for saved in saved_shards]
-    return index.merge_indexes(shards, [f"shard {number}/{workers}" for number in range(workers)])
+    merged = index.merge_indexes(shards, [f"shard {number}/{workers}" for number in range(workers)])
+    # The workers' own warnings may be cut off when Ray shuts down: the driver says what was left out.
+    if merged.count < count:
+        console.warn(f"skipped {count - merged.count} unreadable image(s) of {count} in {dataset_dir}")
+    return merged
 
 
 def encode_shard(dataset_dir, model_path, model_sha256, batch_size, histograms, fitted, shard):

@@ -52,3 +52,15 @@ def test_ray_workers_project_their_shards_with_one_projection_fitted_in_the_driv
     assert on_ray.compact and on_ray.features.shape == (48, 8) and on_ray.paths == local.paths
     assert np.allclose(on_ray.projection_basis, local.projection_basis, atol=1e-3)
     assert np.allclose(on_ray.features, local.features, atol=2e-3)
+
+
+def test_images_left_out_on_workers_are_counted_by_the_driver(gray_model, gray_dataset, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(gray_dataset / "train", folder)
+    (folder / "disc" / "broken.png").write_bytes(b"not an image")
+    report = index_dataset.main(["--dataset", str(folder), "--model", str(gray_model / "autoencoder.keras"),
+                                 "--index", str(tmp_path / "x.pkl"), "--workers", "2"])
+    assert (report.images, report.encoded) == (48, 48)
+    assert "skipped 1 unreadable image(s) of 49" in capsys.readouterr().err
