@@ -123,6 +123,13 @@ class FeatureIndex:
         """Whether the features are stored projected."""
         return self.projection_basis is not None
 
+    def projected_like(self, other):
+        """Whether the two indexes store features alike: both in full, or both projected with the same mean and basis."""
+        if not (self.compact or other.compact):
+            return True
+        return (self.compact and other.compact and np.array_equal(self.projection_mean, other.projection_mean)
+                and np.array_equal(self.projection_basis, other.projection_basis))
+
     def as_stored(self, features):
         """Features of new images (queries, changed files) in the form this index stores its own."""
         if self.compact:
@@ -197,12 +204,11 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         console.warn(f"skipped {len(unreadable)} unreadable image(s) of {len(paths)}, first: {paths[unreadable[0]]}")
     # New rows are stored as the previous index stores its own (projected when it is compact).
     if previous is not None:
-        new_features = previous.as_stored(new_features)
         fitted_projection = (previous.projection_mean, previous.projection_basis) if previous.compact else None
-    elif fitted_projection is not None:
-        new_features = projection.project(new_features, *fitted_projection)
-    else:
+    if fitted_projection is None:
         new_features = projection.stored_precision(new_features)
+    else:
+        new_features = projection.project(new_features, *fitted_projection)
     kept = sorted(set(range(len(paths))) - set(unreadable))
     if not kept:
         raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
@@ -266,7 +272,7 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
 
     previous_graph = None if previous is None else previous.neighbours
     if (previous_graph is None or previous_graph.shape[1] != neighbours or previous.histograms != feature_index.histograms
-            or previous.compact != feature_index.compact):
+            or not previous.projected_like(feature_index)):
         rows, similarities = whole_graph(feature_index.features, neighbours)
         relinked = count
     else:
@@ -409,12 +415,9 @@ def merge_indexes(indexes, index_paths):
         if shard.shard is None:
             raise InputError(f"{path}: a whole index, not a shard; pass only the shards index_dataset.py --shard wrote")
         # Rows projected differently cannot be ranked together (shards projected alike come from --workers).
-        if shard.compact != first.compact or (shard.compact and not (
-                np.array_equal(shard.projection_mean, first.projection_mean)
-                and np.array_equal(shard.projection_basis, first.projection_basis))):
-            compact_path = path if shard.compact else index_paths[0]
-            raise InputError(f"{compact_path}: a compact index with a projection of its own, not a shard of this run; "
-                             "pass only the shards index_dataset.py --shard wrote")
+        if not shard.projected_like(first):
+            raise InputError(f"{path}: its features are projected unlike those of {index_paths[0]}; "
+                             "pass shards of one indexing run")
     for other, path in zip(indexes[1:], index_paths[1:]):
         if (other.model_sha256, other.dataset_dir) != (first.model_sha256, first.dataset_dir):
             raise InputError(f"{path}: another model or folder than {index_paths[0]}; pass shards of one indexing run")

@@ -77,10 +77,10 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
     exclude = rows_of_queries(feature_index, readable_paths)
     both = vectors.postprocess_features(feature_index.as_stored(np.concatenate([features, mirrored])), metric)
+    diffusion_graph = None
+    if diffusion and metric == "cosine":
+        diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
     if approximate is not None and metric == feature_index.approximate_metric:
-        diffusion_graph = None
-        if diffusion and metric == "cosine":
-            diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
         if diffusion_graph is not None:
             # Diffusion over the graph among each query's nearest rows, found by the approximate index.
             # The query's own row may be among them; top_k never asks for more rows than the candidates hold.
@@ -94,9 +94,6 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
         if metric == "cosine":
             distances = distances**2 / 2  # Unit vectors: the cosine distance, as exact search reports it.
         return (readable_paths, *drop_excluded(rows, distances, exclude, top_k))
-    diffusion_graph = None
-    if diffusion and metric == "cosine":
-        diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
     if diffusion and metric == "cosine" and diffusion_graph is None and feature_index.count > 1:
         console.note("ranking by cosine alone: the index has no neighbour graph (merged shards, or indexed with "
                      "--no-diffusion, or above --approximate-above images without an approximate index by cosine)")
