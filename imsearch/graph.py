@@ -8,8 +8,8 @@ import numpy as np
 from imsearch import console, vectors
 
 # One setting for every folder, chosen across the benchmark sets (see docs/photos.md): with the scores
-# divided by sqrt(degree), 15 neighbours serve classes of thousands and folders of unrelated photos alike.
-GRAPH_NEIGHBOURS = 15
+# divided by sqrt(degree), 12 neighbours serve classes of thousands and folders of unrelated photos alike.
+GRAPH_NEIGHBOURS = 12
 DIFFUSION_SEEDS = 5
 DIFFUSION_ALPHA = 0.99
 DIFFUSION_STEPS = 20
@@ -199,8 +199,9 @@ class DiffusionGraph:
 def diffusion_graph_of(neighbours, similarities):
     """The DiffusionGraph of an index's (N, K) neighbour rows and similarities, or None when it has none.
 
-    W links each row to its neighbours with weight similarity^DIFFUSION_POWER, made symmetric by taking
-    the larger weight of the two directions.
+    W links each row to its neighbours with weight similarity^DIFFUSION_POWER, made symmetric by averaging
+    the two directions: a pair that lists each other keeps its full weight, a link listed by one row alone
+    counts half, so a row many others list without being close to them gains less degree.
     """
     import scipy.sparse
 
@@ -210,7 +211,7 @@ def diffusion_graph_of(neighbours, similarities):
     weights = np.maximum(similarities, 0.0).ravel() ** DIFFUSION_POWER
     affinity = scipy.sparse.csr_matrix((weights, (np.repeat(np.arange(count), neighbours.shape[1]), neighbours.ravel())),
                                        shape=(count, count))
-    affinity = affinity.maximum(affinity.T)
+    affinity = (affinity + affinity.T) / 2
     scale = (1.0 / np.sqrt(np.maximum(np.asarray(affinity.sum(axis=1)).ravel(), 1e-12))).astype(np.float32)
     operator = (scipy.sparse.diags(scale) @ affinity @ scipy.sparse.diags(scale)).tocsr().astype(np.float32)
     return DiffusionGraph(operator, scale)

@@ -4,7 +4,7 @@ import numpy as np
 
 import index_dataset
 from conftest import fails_with
-from imsearch import index
+from imsearch import graph, index
 
 
 def test_ray_workers_build_the_same_index_as_one_process(gray_model, gray_dataset, gray_index, tmp_path):
@@ -15,7 +15,7 @@ def test_ray_workers_build_the_same_index_as_one_process(gray_model, gray_datase
     on_ray, local = index.load_index(index_path), index.load_index(str(gray_index))
     assert on_ray.paths == local.paths and on_ray.labels == local.labels and on_ray.shard is None
     assert np.allclose(on_ray.features, local.features, atol=1e-5)
-    assert on_ray.neighbours.shape == local.neighbours.shape == (48, 15)
+    assert on_ray.neighbours.shape == local.neighbours.shape == (48, graph.GRAPH_NEIGHBOURS)
 
 
 def test_a_user_mistake_on_a_worker_is_one_line(gray_model, tmp_path, capsys):

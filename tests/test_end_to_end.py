@@ -13,7 +13,7 @@ import index_dataset
 import search
 import train
 import tune
-from imsearch import descriptors, metrics
+from imsearch import descriptors, graph, metrics
 
 
 def test_train_writes_model_config_history_and_plot(gray_model):
@@ -43,7 +43,7 @@ def test_index_holds_paths_labels_and_features(gray_index, gray_model):
     assert saved["paths"][0] == "cross/000.png" and saved["paths"] == sorted(saved["paths"])
     assert saved["labels"][:1] == ["cross"] and len(saved["labels"]) == 48
     assert saved["features"].dtype == np.float16 and saved["features"].shape == (48, 16 + descriptors.HISTOGRAM_LENGTH)  # Gray: no colour histograms.
-    assert saved["histograms"] is True and saved["neighbours"].shape == saved["neighbour_similarities"].shape == (48, 15)
+    assert saved["histograms"] is True and saved["neighbours"].shape == saved["neighbour_similarities"].shape == (48, graph.GRAPH_NEIGHBOURS)
     assert (saved["image_size"], saved["channels"]) == (28, 1)
     assert len(saved["model_sha256"]) == 64
 

@@ -178,7 +178,7 @@ def test_large_indexes_are_linked_and_re_ranked_with_the_approximate_index(gray_
     report = index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(model_path), "--index", str(index_path),
                                  "--approximate-above", "40"])
     saved = index.load_index(str(index_path))
-    assert report.relinked == 48 and saved.neighbours.shape == (48, 15) and saved.approximate_sha256 is not None
+    assert report.relinked == 48 and saved.neighbours.shape == (48, graph.GRAPH_NEIGHBOURS) and saved.approximate_sha256 is not None
     query = gray_dataset / "test" / "square" / "001.png"
     # 48 rows: every one is a candidate, so diffusion over the candidates' graph is the whole diffusion.
     local, errors = run_search(capsys, model_path, [index_path], query, top_k=10)
@@ -205,7 +205,7 @@ def test_update_of_a_large_index_relinks_approximately(gray_model, gray_dataset,
     monkeypatch.setattr(graph, "neighbour_graph", lambda *arguments: pytest.fail("built the exact O(N^2) graph"))
     report = index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), "--update", *approximate])
     assert (report.images, report.encoded, report.relinked) == (58, 10, 58)
-    assert index.load_index(str(index_path)).neighbours.shape == (58, 15)
+    assert index.load_index(str(index_path)).neighbours.shape == (58, graph.GRAPH_NEIGHBOURS)
 
 
 def test_an_index_that_grows_past_compact_above_is_compacted_and_linked_anew(gray_model, gray_dataset, tmp_path):
