@@ -1,6 +1,6 @@
 """The neighbour graph for diffusion: the suite's symmetric blocked k-NN against faiss's exact inner-product search.
 
-Both find each image's 15 most similar others by cosine on the default features (encoder + gradient
+Both find each image's graph.GRAPH_NEIGHBOURS most similar others by cosine on the default features (encoder + gradient
 histograms) of real Fashion-MNIST images; prints build seconds for each, their ratio, and how many
 neighbour lists agree (ties aside they are the same exact graph).
 
@@ -46,7 +46,7 @@ def main():
     faiss_rows, _ = faiss_graph(features, suite_rows.shape[1])
     faiss_seconds = time.perf_counter() - start
     same = np.mean([set(a) == set(b) for a, b in zip(suite_rows.tolist(), faiss_rows.tolist())])
-    common.report(f"graph_{len(features)}_suite_s", suite_seconds, f"s ({features.shape[1]} features, 15 neighbours)")
+    common.report(f"graph_{len(features)}_suite_s", suite_seconds, f"s ({features.shape[1]} features, {graph.GRAPH_NEIGHBOURS} neighbours)")
     common.report(f"graph_{len(features)}_faiss_flat_ip_s", faiss_seconds, "s")
     common.report("faiss_over_suite", faiss_seconds / suite_seconds, "x (time ratio)")
     common.report("same_neighbour_lists", same, "share of rows")

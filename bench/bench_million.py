@@ -6,7 +6,7 @@ index is built as index_dataset.py builds one above --approximate-above: project
 an IVF approximate index, the neighbour graph found with it, saved. Then queries drawn from the same
 mixture are ranked four ways: exact cosine, approximate (IVF), exact with diffusion over the whole graph,
 and approximate with diffusion over each query's candidates; recall@10 is against the exact ranking of the
-same kind. Graph recall is against the exact 15 nearest of sampled rows. Prints figures on stdout.
+same kind. Graph recall is against the exact graph.GRAPH_NEIGHBOURS nearest of sampled rows. Prints figures on stdout.
 
 With --real, the same comparison on real features instead: the Fashion-MNIST index bench_retrieval.py
 made (output/bench/fashion-mnist, 60,000 images, compact) and 2,000 of its test images as queries, for
@@ -74,7 +74,7 @@ def real_quality(query_count):
     database = vectors.postprocess_features(feature_index.features, "cosine")
     approximate = ranking.build_approximate(database)
     rows, similarities = timed("real_build_graph_approximately", lambda: ranking.approximate_neighbour_graph(approximate, database, graph.GRAPH_NEIGHBOURS))
-    common.report("real_graph_recall", recall(rows, feature_index.neighbours), "of the exact 15 nearest (all 60,000 rows)")
+    common.report("real_graph_recall", recall(rows, feature_index.neighbours), f"of the exact {graph.GRAPH_NEIGHBOURS} nearest (all 60,000 rows)")
     none = np.full(len(queries), -1)
     exact_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
     exact_rows, _ = graph.rank_by_diffusion(queries, database, exact_graph, 10, none, mirrored)
@@ -120,7 +120,7 @@ def main():
     database = vectors.postprocess_features(feature_index.features, "cosine", in_place=True)
     sample = np.random.default_rng(2).choice(count, 1000, replace=False)
     exact_graph = np.argsort(-(database[sample] @ database.T), axis=1)[:, 1 : graph.GRAPH_NEIGHBOURS + 1]
-    common.report("graph_recall", recall(feature_index.neighbours[sample], exact_graph), "of the exact 15 nearest (1,000 rows)")
+    common.report("graph_recall", recall(feature_index.neighbours[sample], exact_graph), f"of the exact {graph.GRAPH_NEIGHBOURS} nearest (1,000 rows)")
 
     queries = vectors.postprocess_features(feature_index.as_stored(synthetic_features(arguments.queries, seed=3)), "cosine")
     none = np.full(len(queries), -1)

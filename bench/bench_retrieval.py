@@ -1,4 +1,4 @@
-"""Retrieval quality on every benchmark set: raw pixels, each feature part alone and the default, re-ranked or not.
+"""Retrieval quality on every benchmark set: raw pixels, each feature part alone (and, for colour, both histograms) and the default, re-ranked or not.
 
 For each set (Fashion-MNIST, scikit-learn's digits, the photos near-duplicate set and the small photo
 folder; each prepared by prepare_dataset.py when missing) the default model is trained on the train split
@@ -99,6 +99,8 @@ def table_rows(name, epochs, max_queries, index_flags=()):
     if channels == 3:
         parts.append(("colour histograms", slice(gradient_end, None)))
     default = f"**default**: all {len(parts)} parts" + (", compact" if feature_index.compact else "")
+    if channels == 3:  # What the encoder adds to the two histograms on colour sets.
+        parts.append(("both histograms (no encoder)", slice(encoder_length, None)))
     if feature_index.compact:
         parts.append(("all parts in full (not compact)", slice(None)))
     rows = []

@@ -11,7 +11,7 @@ QUERY_BLOCK = 256
 # Lists probed per query by the approximate index: recall@10 >= 0.95 at 1M rows in bench/bench_search.py.
 APPROXIMATE_PROBES = 64
 # Lists probed for each row when the neighbour graph is found with the approximate index: fewer than a query
-# gets, since a row's 15 nearest lie in the lists nearest to it (graph recall in docs/performance.md).
+# gets, since a row's nearest rows lie in the lists nearest to it (graph recall in docs/performance.md).
 GRAPH_PROBES = 16
 # Rows the approximate index hands to diffusion per query: the diffusion runs on the graph among them only.
 DIFFUSION_CANDIDATES = 1000
