@@ -53,6 +53,10 @@ def grid_histogram(magnitude, bins, cells):
 # Hue is where colours differ most; saturation and value get coarse bins, so lighting edits move little.
 HUE_BINS, SATURATION_BINS, VALUE_BINS = 16, 4, 4
 COLOUR_HISTOGRAM_LENGTH = HUE_BINS * SATURATION_BINS * VALUE_BINS
+# Each image's value (brightness) is stretched so this share of its pixels lies below 0 and as many above 1
+# before binning: brightness and contrast edits then leave the value bins nearly as they were, which matters
+# most for gray or muted photos, whose whole colour histogram is their value bins.
+VALUE_STRETCH_SHARE = 0.01
 
 
 def histograms_length(channels):
@@ -60,15 +64,26 @@ def histograms_length(channels):
     return HISTOGRAM_LENGTH + (COLOUR_HISTOGRAM_LENGTH if channels == 3 else 0)
 
 
+def stretched_values(value):
+    """(B, S, S) HSV values -> the same with each image's 1st and 99th percentiles moved to 0 and 1, clipped."""
+    flat = tf.reshape(value, (tf.shape(value)[0], -1))
+    ordered = tf.sort(flat, axis=1)
+    count = tf.shape(flat)[1]
+    tail = tf.cast(tf.cast(count, tf.float32) * VALUE_STRETCH_SHARE, tf.int32)
+    low, high = ordered[:, tail][:, None, None], ordered[:, count - 1 - tail][:, None, None]
+    # An image of one brightness has nothing to stretch: its values stay where they are.
+    return tf.where(high - low > 1e-3, tf.clip_by_value((value - low) / tf.maximum(high - low, 1e-3), 0.0, 1.0), value)
+
+
 def colour_histograms(images):
     """(B, S, S, 3) RGB floats in [0, 1] -> (B, COLOUR_HISTOGRAM_LENGTH) unit-length square-rooted HSV histograms."""
     hsv = tf.image.rgb_to_hsv(images)
     def bin_of(channel, count):
-        return tf.minimum(tf.cast(hsv[..., channel] * count, tf.int32), count - 1)
-    bins = (bin_of(0, HUE_BINS) * SATURATION_BINS + bin_of(1, SATURATION_BINS)) * VALUE_BINS + bin_of(2, VALUE_BINS)
+        return tf.minimum(tf.cast(channel * count, tf.int32), count - 1)
+    value = stretched_values(hsv[..., 2])
+    bins = (bin_of(hsv[..., 0], HUE_BINS) * SATURATION_BINS + bin_of(hsv[..., 1], SATURATION_BINS)) * VALUE_BINS + bin_of(value, VALUE_BINS)
     batch = tf.shape(images)[0]
     slots = tf.range(batch)[:, None, None] * COLOUR_HISTOGRAM_LENGTH + bins
-    counts = tf.math.unsorted_segment_sum(tf.ones_like(hsv[..., 0]), slots, batch * COLOUR_HISTOGRAM_LENGTH)
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(value), slots, batch * COLOUR_HISTOGRAM_LENGTH)
     # The square root (Hellinger's kernel) keeps one large flat area, sky or wall, from outweighing the rest.
     return unit_rows(tf.sqrt(tf.reshape(counts, (-1, COLOUR_HISTOGRAM_LENGTH))))
-

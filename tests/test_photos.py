@@ -174,3 +174,20 @@ def test_colour_histograms_tell_colours_apart_and_ignore_mirroring():
     assert np.allclose(histograms(picture[:, :, ::-1]), original, atol=1e-6)
     assert original @ histograms(picture[..., [1, 2, 0]]) < 0.5
     assert abs(np.linalg.norm(original) - 1) < 1e-6
+
+
+def test_colour_histograms_of_a_gray_photo_survive_brightness_and_contrast_edits():
+    """A gray picture's colour histogram is its value bins: brightness and contrast edits must not move them."""
+    histograms = lambda image: descriptors.colour_histograms(tf.constant(image[None].astype(np.float32) / 255)).numpy()[0]  # noqa: E731
+    gray = cv2.cvtColor(cv2.cvtColor(scenery(3), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2RGB)
+    original = histograms(gray)
+    for contrast, brightness in ((1.2, 25), (0.8, -20)):
+        edited = histograms(cv2.convertScaleAbs(gray, alpha=contrast, beta=brightness))
+        assert original @ edited > 0.95, (contrast, brightness, original @ edited)
+    # The value bins still tell a mostly dark picture from a half-bright one.
+    mostly_dark, half_bright = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8)
+    mostly_dark[:1] = 255
+    half_bright[:16] = 200
+    assert histograms(mostly_dark) @ histograms(half_bright) < 0.9
+    flat = histograms(np.full((32, 32, 3), 128, np.uint8))
+    assert np.isclose(flat.max(), 1.0)  # One brightness: every pixel in one bin, nothing to stretch.
