@@ -16,7 +16,6 @@ import argparse
 import glob
 import os
 import shutil
-import subprocess
 import sys
 
 import cv2
@@ -24,9 +23,11 @@ import matplotlib
 import skimage
 import sklearn
 
-from common import REPOSITORY_DIR
+from common import REPOSITORY_DIR, run_script
 
-FOLDER = os.path.join(REPOSITORY_DIR, "output", "bench", "heldout-photos")
+# The folder is made where prepare_dataset.py makes the other sets, the run where bench_retrieval.py keeps its runs.
+DATASET_DIR = os.path.join(REPOSITORY_DIR, "dataset", "heldout-photos")
+RUN_DIR = os.path.join(REPOSITORY_DIR, "output", "bench", "heldout-photos")
 SKIMAGE_GRAY_PHOTOS = ("camera", "moon", "coins", "brick", "grass", "gravel", "page", "clock_motion", "cell", "microaneurysms")
 DISTRACTOR_PATTERNS = ("/usr/share/backgrounds/gnome/*", "/usr/share/backgrounds/sway/*", "/usr/share/backgrounds/*.png",
                        "/usr/share/backgrounds/*.jpg")
@@ -59,6 +60,7 @@ def edited_copies(image):
 
 
 def write(path, image, quality=92):
+    """Write image as a JPEG at path, making its folder."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if not cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
         raise OSError(f"{path}: could not be written")
@@ -86,16 +88,11 @@ def build_folder(dataset_dir):
     return photos, drawings
 
 
-def run_script(argv, stdout=sys.stderr):
-    """Run one of the suite's scripts to completion."""
-    subprocess.run([sys.executable, *argv], cwd=REPOSITORY_DIR, check=True, stdout=stdout)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=0, help="training epochs; 0: train.py's default")
     arguments = parser.parse_args()
-    dataset_dir, run_dir = os.path.join(FOLDER, "dataset"), os.path.join(FOLDER, "run")
+    dataset_dir, run_dir = DATASET_DIR, RUN_DIR
     photos, drawings = build_folder(dataset_dir)
     print(f"{photos} photos with 6 copies each, {drawings} drawings beside them", file=sys.stderr, flush=True)
     train_dir = os.path.join(dataset_dir, "train")

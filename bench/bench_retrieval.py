@@ -15,25 +15,17 @@ index_dataset.py --compact-above) gets a row for its features in full beside the
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-from common import REPOSITORY_DIR
+from common import REPOSITORY_DIR, run_script
 from imsearch import vectors
 
 SETS = ("fashion-mnist", "digits", "photos", "photos-small")
 DATASET_ROOT = os.path.join(REPOSITORY_DIR, "dataset")
 OUTPUT_ROOT = os.path.join(REPOSITORY_DIR, "output", "bench")
-
-
-def run_script(argv):
-    """Run one of the suite's scripts to completion, its output on stderr; return its wall time."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, *argv], cwd=REPOSITORY_DIR, check=True, stdout=sys.stderr)
-    return time.perf_counter() - start
 
 
 def prepare(name, epochs, index_flags=()):

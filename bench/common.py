@@ -3,6 +3,7 @@
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -40,3 +41,10 @@ def peak_rss_mib():
 def report(name, value, unit):
     """One figure on stdout, tab-separated."""
     print(f"{name}\t{value:.4g}\t{unit}", flush=True)
+
+
+def run_script(argv, stdout=None):
+    """Run one of the suite's scripts to completion, its output on stdout (stderr by default); return its wall time."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *argv], cwd=REPOSITORY_DIR, check=True, stdout=stdout or sys.stderr)
+    return time.perf_counter() - start
