@@ -47,7 +47,9 @@ def write_pictures(settings, feature_index, query_paths, rows, distances):
         hit_images = [read_for_display(path, missing) for path in hit_paths]
         if settings.images:
             pictures.write_rgb(os.path.join(settings.output_dir, f"query_{number}.jpg"), pictures.to_display(query_image))
-            pictures.write_rgb(os.path.join(settings.output_dir, f"results_{number}.jpg"), pictures.montage(hit_images))
+            # A query without hits gets one blank cell, so results_<i>.jpg never shows an older search's hits.
+            pictures.write_rgb(os.path.join(settings.output_dir, f"results_{number}.jpg"),
+                               pictures.montage(hit_images or [pictures.blank_cell()]))
         if settings.html_path:
             hits = [(display_path(path), distance, image) for path, distance, image in zip(hit_paths, hit_distances, hit_images)]
             sections.append(gallery.query_section(number, query_path, query_image, hits))
@@ -151,6 +153,9 @@ def main(argv=None):
     query_paths = gather_queries(arguments.queries, settings)
     if not query_paths:
         parser.error("no queries: give image paths, - to read them from stdin, or --sample N")
+    if settings.metric == "euclidean" and settings.diffusion:
+        console.warn("--metric euclidean ranks without diffusion, which re-ranks cosine similarities only; "
+                     "pass --no-diffusion to say so, or use the default cosine")
     autoencoder = model.load_autoencoder(settings.model_path)
     feature_index, approximate = load_indexes(index_paths, autoencoder, settings)
     found_paths, rows, distances = ranking.search(model.encoder_of(autoencoder), feature_index, query_paths,

@@ -2,8 +2,8 @@
 
 Builds folders of 1,000 and 10,000 photo views (prepare_dataset.py photos's edits, 160-800 px JPEGs) under
 output/bench/photo-training/, then fits the default model as train.py does (64x64 colour, batch 32,
-streamed from disk) for --epochs epochs and reports the median epoch after the first (which traces), and
-the time a default 60-epoch run takes at that rate.
+streamed from disk), with the default views objective and with reconstruction alone, for --epochs epochs,
+and reports the median epoch after the first (which traces) and what a 60-epoch run takes at that rate.
 
     python bench/bench_photo_training.py [--images 1000 10000] [--epochs 3]
 """
@@ -12,7 +12,7 @@ import argparse
 import os
 
 import common
-from bench_training import images_per_second
+from bench_training import streamed_images_per_second
 from imsearch import config, data, photos
 
 OUTPUT_DIR = os.path.join(common.REPOSITORY_DIR, "output", "bench", "photo-training")
@@ -38,11 +38,11 @@ def main():
     settings = config.DEFAULTS
     for count in arguments.images:
         paths = photo_folder(count)
-        dataset = data.training_dataset(paths, IMAGE_SIZE, CHANNELS, settings.batch_size, shuffle_seed=0)
-        rate = images_per_second(dataset, len(paths), arguments.epochs, shape=(IMAGE_SIZE, CHANNELS))
-        common.report(f"train_{count}_photos_images_per_s", rate, "img/s")
-        common.report(f"train_{count}_photos_seconds_per_epoch", len(paths) / rate, "s")
-        common.report(f"train_{count}_photos_default_run_minutes", settings.epochs * len(paths) / rate / 60, "min")
+        for objective in ("views", "reconstruction"):
+            rate = streamed_images_per_second(paths, arguments.epochs, (IMAGE_SIZE, CHANNELS), objective)
+            common.report(f"train_{count}_photos_{objective}_images_per_s", rate, "img/s")
+            common.report(f"train_{count}_photos_{objective}_seconds_per_epoch", len(paths) / rate, "s")
+            common.report(f"train_{count}_photos_{objective}_60_epochs_minutes", settings.epochs * len(paths) / rate / 60, "min")
 
 
 if __name__ == "__main__":

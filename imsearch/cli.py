@@ -10,9 +10,9 @@ import sys
 from imsearch import InputError, config, console
 
 # Fields that must be positive, and those that may also be zero, checked for every script.
-POSITIVE_FIELDS = ("latent_dim", "learning_rate", "batch_size", "epochs", "encode_batch_size", "top_k", "tune_trials", "tune_epochs")
+POSITIVE_FIELDS = ("latent_dim", "temperature", "projection_dim", "compact_length", "learning_rate", "batch_size", "epochs", "encode_batch_size", "top_k", "tune_trials", "tune_epochs")
 NON_NEGATIVE_FIELDS = ("l2_weight_decay", "l1_activity", "early_stopping_patience", "sample", "denoise_std", "shift_pixels",
-                       "duplicate_distance", "workers")
+                       "duplicate_distance", "workers", "invariance_weight", "seed")
 
 
 def flag_name(field_name):
@@ -46,9 +46,16 @@ def format_default(value):
     return repr(value) if value == "" else str(value)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose mistakes end in one stderr line that says where help is, not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def make_parser(script_path, description, field_names):
     """An ArgumentParser for the script at script_path with the given config fields as flags."""
-    parser = argparse.ArgumentParser(prog=os.path.basename(script_path), description=description, allow_abbrev=False)
+    parser = OneLineErrorParser(prog=os.path.basename(script_path), description=description, allow_abbrev=False)
     add_config_flags(parser, field_names)
     return parser
 
@@ -76,6 +83,8 @@ def find_invalid_value(settings):
             return f"{flag_name(name)} must be zero or more, got {getattr(settings, name)}"
     if settings.image_size != 0 and not 8 <= settings.image_size <= 1024:
         return f"--image-size must be 0 (infer) or between 8 and 1024, got {settings.image_size}"
+    if not 0 < settings.view_crop_area <= 1:
+        return f"--view-crop-area must be more than 0 and at most 1, got {settings.view_crop_area}"
     if not 0 < settings.validation_fraction < 1:
         return f"--validation-fraction must be between 0 and 1, got {settings.validation_fraction}"
     for name in ("filters", "tune_latent_dims", "tune_first_filters", "tune_learning_rates"):
@@ -101,6 +110,11 @@ def reports_errors(main):
         except KeyboardInterrupt:
             console.log(f"{program}: interrupted; files already written are intact")
             sys.exit(130)
+        except BrokenPipeError:
+            # The reader of stdout has gone (| head): stop quietly, as grep and sort do. Python flushes stdout
+            # once more at exit, so it is pointed at /dev/null first.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a program that signal ended.
 
     return wrapper
 

@@ -42,6 +42,14 @@ class Config:
     denoise_std: float = option(0.0, "Gaussian noise added to inputs (targets stay clean): denoising training; 0 is off")
     shift_pixels: int = option(0, "random shifts of inputs by up to this many pixels (targets stay put), for shift-invariant features; 0 is off")
 
+    # What training optimises: the design's reconstruction alone, or views that teach the features what search needs.
+    objective: str = option("views", "views: the clean image reconstructed from each of two random views (crops, rotations, colour, noise) with an invariance term pulling the views' features together, so edited copies land near; reconstruction: the original design's, input = target", choices=("views", "reconstruction"))
+    invariance: str = option("vicreg", "the views objective's term on the latent: vicreg (views agree, features vary and decorrelate; no negatives, so images of one class are never pushed apart), nt-xent (SimCLR's contrastive loss), or none", choices=("vicreg", "nt-xent", "none"))
+    invariance_weight: float = option(0.01, "weight of the invariance term beside the reconstruction loss")
+    temperature: float = option(0.2, "nt-xent's temperature: lower sharpens the contrast between a view's twin and the rest")
+    projection_dim: int = option(128, "length of the projection the invariance term compares; search uses the features before it")
+    view_crop_area: float = option(0.6, "smallest share of the image area a random view's crop keeps")
+
     # Optimisation.
     learning_rate: float = option(1e-3, "Adam's initial rate, decayed linearly to 0 over the run")
     batch_size: int = option(32, "images per training step")
@@ -71,9 +79,9 @@ class Config:
     histograms: bool = option(True, "append histograms of gradient orientations (shape) and, for colour models, of HSV colours to the encoder's features")
     diffusion: bool = option(True, "re-rank cosine results by diffusion over the index's nearest-neighbour graph, so images linked to the query's neighbours rank high")
     top_k: int = option(10, "hits reported per query")
-    metric: str = option("cosine", "distance used to rank the index", choices=("euclidean", "cosine"))
+    metric: str = option("cosine", "distance search ranks by, and index_dataset.py builds the approximate index for; diffusion re-ranks cosine only, so euclidean turns it off", choices=("euclidean", "cosine"))
     queries_dir: str = option("", "labelled folder of queries for retrieval metrics against --index; empty skips them")
-    sample: int = option(0, "search N random images of --sample-dir instead of listed queries")
+    sample: int = option(0, "also search N random images of --sample-dir, after any listed queries")
     sample_dir: str = option("", "folder to sample queries from; empty means the test folder beside the dataset, else the dataset")
     images: bool = option(True, "write query and result montages to the output folder")
     duplicates: bool = option(False, "instead of searching queries, print each pair of near-duplicate images in the index once, closest first")

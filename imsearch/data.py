@@ -271,11 +271,15 @@ def keep_readable(paths, image_size, channels, batch_size=512):
     return readable
 
 
-def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None, augmentation=None):
+def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None, augmentation=None, view_crop_area=None,
+                     invariance=False):
     """A tf.data pipeline of (input, target) float batches streamed from disk, never the whole folder.
 
     augmentation: optional dict with flip (bool), noise_std (float) and shift_pixels (int); flips
     change input and target alike, noise and shifts only the input, so the model learns to undo them.
+    view_crop_area: for the views objective, ((view 1, view 2), targets) batches instead: two random views of
+    each image (views.random_views; the clean image itself when shuffle_seed is None, for validation), the
+    clean image as both reconstructions' target, and with invariance a placeholder target for that term.
     """
     from imsearch.backend import tf  # Here, not at the top: reading images must not wait for TensorFlow.
 
@@ -292,7 +296,11 @@ def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None,
         ),
         num_parallel_calls=READ_WORKERS,
     )
-    dataset = dataset.map(lambda images: augment(images, **(augmentation or {})))
+    if view_crop_area is None:
+        dataset = dataset.map(lambda images: augment(images, **(augmentation or {})))
+    else:
+        dataset = dataset.map(lambda images: view_pair(images, view_crop_area if shuffle_seed is not None else None,
+                                                       invariance, **(augmentation or {})))
     # With autotune on, fit pauses for seconds at epoch boundaries while tf.data tears its threads down.
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -303,21 +311,48 @@ def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None,
 
 def augment(images, flip=False, noise_std=0.0, shift_pixels=0):
     """(input, target) from a float batch: optional flips of both, noise and shifts of the input only."""
+    if flip:
+        images = random_flip(images)
+    return edit_input(images, noise_std, shift_pixels), images
+
+
+def view_pair(images, crop_area, invariance, flip=False, noise_std=0.0, shift_pixels=0):
+    """((view 1, view 2), targets) of a float batch for the views objective; crop_area None: both views clean."""
     import tensorflow as tf
 
+    from imsearch import views
+
     if flip:
-        flipped = tf.random.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
-        images = tf.where(flipped, tf.reverse(images, axis=[2]), images)
-    inputs = images
+        images = random_flip(images)
+    first, second = (images, images) if crop_area is None else views.random_views(images, crop_area)
+    inputs = tuple(edit_input(view, noise_std, shift_pixels) for view in (first, second))
+    targets = {"reconstruction_1": images, "reconstruction_2": images}
+    if invariance:
+        targets["invariance"] = tf.zeros((tf.shape(images)[0], 1))
+    return inputs, targets
+
+
+def random_flip(images):
+    """Each image of a batch mirrored left to right, half of the time."""
+    import tensorflow as tf
+
+    flipped = tf.random.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
+    return tf.where(flipped, tf.reverse(images, axis=[2]), images)
+
+
+def edit_input(inputs, noise_std=0.0, shift_pixels=0):
+    """Inputs shifted by up to shift_pixels and with Gaussian noise, for training to undo (both optional)."""
+    import tensorflow as tf
+
     if shift_pixels:
         # Pad by reflection and crop back at a random offset: a shift without empty borders.
-        size, padding = images.shape[1], shift_pixels
+        size, padding = inputs.shape[1], shift_pixels
         padded = tf.pad(inputs, [[0, 0], [padding, padding], [padding, padding], [0, 0]], mode="REFLECT")
         offsets = tf.random.uniform((2,), 0, 2 * padding + 1, dtype=tf.int32)
         inputs = padded[:, offsets[0] : offsets[0] + size, offsets[1] : offsets[1] + size, :]
     if noise_std:
         inputs = tf.clip_by_value(inputs + tf.random.normal(tf.shape(inputs), stddev=noise_std), 0.0, 1.0)
-    return inputs, images
+    return inputs
 
 
 def default_sample_dir(dataset_dir):

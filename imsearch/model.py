@@ -2,12 +2,15 @@
 
 import os
 
-from imsearch import InputError, config, safeio
+from imsearch import InputError, config, invariance, safeio
 from imsearch.backend import keras
 
 layers = keras.layers
 
 ENCODER_LAYER = "encoder"
+# The view trainer's nested model that returns reconstruction and features; the saved autoencoder is its first output.
+WITH_FEATURES = "autoencoder_with_features"
+PROJECTION_HIDDEN_UNITS = 256
 
 
 def size_multiple(filters):
@@ -67,11 +70,56 @@ def upsample(x, filters, architecture, name):
 
 def compile_autoencoder(model, settings, steps_per_epoch):
     """Adam with the learning rate decayed linearly to 0 over the run, and the reconstruction loss."""
-    schedule = keras.optimizers.schedules.PolynomialDecay(
+    loss = "binary_crossentropy" if settings.loss == "bce" else "mse"
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(settings, steps_per_epoch)), loss=loss)
+
+
+def learning_rate_schedule(settings, steps_per_epoch):
+    """settings.learning_rate decayed linearly to 0 over the run."""
+    return keras.optimizers.schedules.PolynomialDecay(
         settings.learning_rate, decay_steps=max(1, settings.epochs * steps_per_epoch), end_learning_rate=0.0, power=1.0
     )
-    loss = "binary_crossentropy" if settings.loss == "bce" else "mse"
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+
+
+def build_view_trainer(autoencoder, settings):
+    """The views objective's model: two views in; each one's reconstruction and both projections side by side out.
+
+    It shares every layer with autoencoder, so training it trains the autoencoder; the projection head
+    (SimCLR's) is trained with it and never saved with the autoencoder. Without an invariance term the
+    projections are left out.
+    """
+    with_features = keras.Model(autoencoder.input, [autoencoder.output, autoencoder.get_layer(ENCODER_LAYER).output],
+                                name=WITH_FEATURES)
+    hidden = layers.Dense(PROJECTION_HIDDEN_UNITS, activation="relu", name="projection_hidden")
+    project = layers.Dense(settings.projection_dim, name="projection")
+    views = [keras.Input(shape=autoencoder.input_shape[1:], name=f"view_{number}") for number in (1, 2)]
+    outputs, projections = {}, []
+    for number, view in enumerate(views, start=1):
+        reconstruction, features = with_features(view)
+        outputs[f"reconstruction_{number}"] = layers.Identity(name=f"reconstruction_{number}")(reconstruction)
+        projections.append(project(hidden(features)))
+    if settings.invariance != "none":
+        outputs["invariance"] = layers.Concatenate(name="invariance")(projections)
+    return keras.Model(views, outputs, name="view_trainer")
+
+
+def autoencoder_of_trainer(trainer):
+    """The autoencoder inside a view trainer, sharing its weights."""
+    with_features = trainer.get_layer(WITH_FEATURES)
+    return keras.Model(with_features.input, with_features.outputs[0], name="autoencoder")
+
+
+def compile_view_trainer(trainer, settings, steps_per_epoch):
+    """As compile_autoencoder, with each view's reconstruction weighted half and the invariance term beside them."""
+    reconstruction_loss = "binary_crossentropy" if settings.loss == "bce" else "mse"
+    losses = {"reconstruction_1": reconstruction_loss, "reconstruction_2": reconstruction_loss}
+    weights = {"reconstruction_1": 0.5, "reconstruction_2": 0.5}
+    if settings.invariance == "nt-xent":
+        losses["invariance"], weights["invariance"] = invariance.NTXent(settings.temperature), settings.invariance_weight
+    elif settings.invariance == "vicreg":
+        losses["invariance"], weights["invariance"] = invariance.VICReg(), settings.invariance_weight
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(settings, steps_per_epoch)), loss=losses,
+                    loss_weights=weights)
 
 
 def load_autoencoder(model_path):

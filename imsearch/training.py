@@ -53,9 +53,9 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
     renames leaves a JSON that names a model file which is not there, and read_training_config says so.
     """
 
-    def __init__(self, model_path, record, best=float("inf")):
+    def __init__(self, model_path, record, autoencoder, best=float("inf")):
         super().__init__()
-        self.model_path, self.record = model_path, record
+        self.model_path, self.record, self.autoencoder = model_path, record, autoencoder
         self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
@@ -63,7 +63,7 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
         if loss is not None and loss < self.best:
             self.best = loss
             with safeio.atomic_path(self.model_path) as temporary_path:
-                self.model.save(temporary_path)
+                self.autoencoder.save(temporary_path)
                 record = self.record | {"model_sha256": safeio.sha256_of_file(temporary_path)}
                 safeio.atomic_write_bytes(config_path_for(self.model_path), json.dumps(record, indent=2).encode())
 
@@ -114,7 +114,7 @@ class ResumeState(keras.callbacks.Callback):
 
 
 def load_resume_state(resume_dir, record):
-    """(model, completed epochs) saved by an interrupted run of the same settings, or (None, 0)."""
+    """(model being trained, completed epochs) saved by an interrupted run of the same settings, or (None, 0)."""
     settings_path = os.path.join(resume_dir, "settings.json")
     try:
         with open(settings_path) as file:
@@ -145,12 +145,12 @@ def read_history(csv_path, completed_epochs):
     return [row | {"epoch": int(row["epoch"])} for row in rows if row["epoch"] <= completed_epochs]
 
 
-def make_callbacks(settings, model_path, record, resume_dir, history_rows):
+def make_callbacks(settings, model_path, record, autoencoder, resume_dir, history_rows):
     """Best checkpoint, resume state, history CSV and plot, TensorBoard, and optional early stopping."""
     logs_dir = os.path.join(settings.output_dir, "logs")
     best = min((row["val_loss"] for row in history_rows if "val_loss" in row), default=float("inf"))
     callbacks = [
-        AtomicBestCheckpoint(model_path, record, best),
+        AtomicBestCheckpoint(model_path, record, autoencoder, best),
         HistoryWriter(os.path.join(logs_dir, HISTORY_FILE), os.path.join(settings.output_dir, LOSS_PLOT_FILE), history_rows),
         ResumeState(resume_dir),
         keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0),
@@ -158,6 +158,24 @@ def make_callbacks(settings, model_path, record, resume_dir, history_rows):
     if settings.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience))
     return callbacks
+
+
+def build_compiled(shape, settings, steps_per_epoch):
+    """The model fit trains for settings.objective, compiled: the autoencoder itself, or its view trainer."""
+    autoencoder = model.build_autoencoder(*shape, settings)
+    if settings.objective == "reconstruction":
+        model.compile_autoencoder(autoencoder, settings, steps_per_epoch)
+        return autoencoder
+    trainer = model.build_view_trainer(autoencoder, settings)
+    model.compile_view_trainer(trainer, settings, steps_per_epoch)
+    return trainer
+
+
+def input_pipeline(paths, shape, settings, shuffle_seed=None):
+    """data.training_dataset for settings.objective and its augmentation flags; shuffled and edited when given a seed."""
+    augmentation = {"flip": settings.flip_augmentation, "noise_std": settings.denoise_std, "shift_pixels": settings.shift_pixels}
+    views = {"view_crop_area": settings.view_crop_area, "invariance": settings.invariance != "none"} if settings.objective == "views" else {}
+    return data.training_dataset(paths, *shape, settings.batch_size, shuffle_seed, augmentation if shuffle_seed is not None else None, **views)
 
 
 def distribution_strategy():
@@ -193,18 +211,18 @@ def train(settings):
                          "some out for validation, so it needs at least 2; add images")
     keras.utils.set_random_seed(settings.seed)
     shape = (settings.image_size, settings.channels)
-    augmentation = {"flip": settings.flip_augmentation, "noise_std": settings.denoise_std, "shift_pixels": settings.shift_pixels}
-    train_data = data.training_dataset(train_paths, *shape, settings.batch_size, settings.seed, augmentation)
-    validation_data = data.training_dataset(validation_paths, *shape, settings.batch_size)
+    train_data = input_pipeline(train_paths, shape, settings, shuffle_seed=settings.seed)
+    validation_data = input_pipeline(validation_paths, shape, settings)
     model_path = os.path.join(settings.output_dir, config.MODEL_FILE)
     record = json.loads(json.dumps(dataclasses.asdict(settings) | {
         "model_path": model_path, "train_images": len(train_paths), "validation_images": len(validation_paths)}))
     resume_dir = os.path.join(settings.output_dir, "logs", "resume")
+    steps_per_epoch = -(-len(train_paths) // settings.batch_size)
     with strategy.scope():  # Variables made here are mirrored across the strategy's devices and workers.
-        autoencoder, completed_epochs = load_resume_state(resume_dir, record)
-        if autoencoder is None:
-            autoencoder = model.build_autoencoder(*shape, settings)
-            model.compile_autoencoder(autoencoder, settings, steps_per_epoch=-(-len(train_paths) // settings.batch_size))
+        trained, completed_epochs = load_resume_state(resume_dir, record)
+        if trained is None:
+            trained = build_compiled(shape, settings, steps_per_epoch)
+        autoencoder = model.autoencoder_of_trainer(trained) if settings.objective == "views" else trained
     if strategy is not tf.distribute.get_strategy():
         console.log(f"training with {type(strategy).__name__} on {strategy.num_replicas_in_sync} replicas")
     if completed_epochs:
@@ -214,9 +232,9 @@ def train(settings):
     history_rows = read_history(os.path.join(settings.output_dir, "logs", HISTORY_FILE), completed_epochs)
     # Keras prints progress to stdout; the suite keeps stdout for results.
     with contextlib.redirect_stdout(sys.stderr):
-        autoencoder.fit(
+        trained.fit(
             train_data, validation_data=validation_data, epochs=settings.epochs, initial_epoch=completed_epochs,
-            callbacks=make_callbacks(settings, model_path, record, resume_dir, history_rows),
+            callbacks=make_callbacks(settings, model_path, record, autoencoder, resume_dir, history_rows),
             verbose=1 if sys.stderr.isatty() else 2, shuffle=False,
         )
     shutil.rmtree(resume_dir, ignore_errors=True)  # The run is complete: nothing left to resume.

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+import index_dataset
 import search
 import train
 from imsearch import cli, config
@@ -48,8 +49,21 @@ def test_every_field_is_a_flag_of_some_script_with_its_reason_in_the_help(capsys
         assert any(f"{cli.flag_name(field.name)}" in text and reason in text for text in help_texts), field.name
 
 
-@pytest.mark.parametrize("argv", [["--top-k", "0", "x.png"], ["--metric", "manhattan", "x.png"]])
-def test_search_rejects_nonsense(argv, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["--top-k", "0", "x.png"], "--top-k must be positive, got 0"),
+    (["--metric", "manhattan", "x.png"], "argument --metric: invalid choice: 'manhattan'"),
+    (["--seed", "-1", "x.png"], "--seed must be zero or more, got -1"),
+])
+def test_search_rejects_nonsense_in_one_line_without_the_usage_block(argv, message, capsys):
     with pytest.raises(SystemExit) as raised:
         search.main(argv)
-    assert raised.value.code == 2 and "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert raised.value.code == 2 and err.startswith("search.py: error: " + message) and err.count("\n") == 1, err
+    assert "usage:" not in err and "see search.py --help" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_index_rejects_a_compact_length_below_one(value, capsys):
+    with pytest.raises(SystemExit):
+        index_dataset.main(["--compact-length", value])
+    assert f"--compact-length must be positive, got {value}" in capsys.readouterr().err

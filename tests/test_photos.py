@@ -112,7 +112,8 @@ def photo_folder(tmp_path_factory):
     cv2.imwrite(str(root / "folder" / "collage" / "collage.png"), collage)
     output = root / "output"
     train.main(["--dataset", str(root / "folder"), "--output", str(output), "--epochs", "2", "--batch-size", "8",
-                "--latent-dim", "16", "--filters", "8", "16", "--image-size", "32"])
+                "--latent-dim", "16", "--filters", "8", "16", "--image-size", "32",
+                "--objective", "reconstruction"])  # The design's features make the collage the hub this file tests against.
     index_dataset.main(["--dataset", str(root / "folder"), "--model", str(output / "autoencoder.keras"),
                         "--index", str(output / "features.pkl")])
     return root, pictures

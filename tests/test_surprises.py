@@ -1,0 +1,54 @@
+"""Behaviour a user expects off the main paths (issue 22): each test failed before its fix."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+
+import search
+from imsearch import config
+
+REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_a_reader_that_stops_early_ends_search_quietly(gray_index, gray_model, gray_dataset):
+    query = str(next((gray_dataset / "test" / "disc").iterdir()))
+    process = subprocess.Popen(
+        [sys.executable, "search.py", "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index),
+         "--no-images", "-"], cwd=REPOSITORY_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdin.write((query + "\n").encode() * 3000)  # 30,000 hit lines: far more than a pipe buffers.
+    process.stdin.close()
+    first_line = process.stdout.readline()
+    process.stdout.close()  # As head -1 does once it has its line.
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=120)
+    assert first_line.count(b"\t") == 3
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert process.returncode == 141
+
+
+def test_a_query_without_hits_still_gets_its_pictures(tmp_path, capsys):
+    import index_dataset
+    import train
+
+    folder = tmp_path / "one"
+    folder.mkdir()
+    image = cv2.circle(cv2.UMat(64, 64, cv2.CV_8UC1, 0).get(), (32, 32), 20, 255, -1)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(folder / name), image)
+    run = tmp_path / "run"
+    train.main(["--dataset", str(folder), "--output", str(run), "--epochs", "1", "--latent-dim", "8", "--filters", "4", "8"])
+    os.remove(folder / "b.png")
+    index_dataset.main(["--dataset", str(folder), "--output", str(run)])
+    search.main([str(folder / "a.png"), "--output", str(run)])  # The index holds only the query itself.
+    err = capsys.readouterr().err
+    assert "1 query(ies) got no hits" in err and "Traceback" not in err
+    assert cv2.imread(str(run / "results_1.jpg")) is not None and cv2.imread(str(run / "query_1.jpg")) is not None
+
+
+def test_euclidean_ranking_says_it_turns_diffusion_off(gray_index, gray_model, gray_dataset, capsys):
+    query = str(next((gray_dataset / "test" / "disc").iterdir()))
+    search.main([query, "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index), "--no-images",
+                 "--metric", "euclidean"])
+    assert "--metric euclidean ranks without diffusion" in capsys.readouterr().err
