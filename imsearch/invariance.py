@@ -49,7 +49,8 @@ class VICReg(keras.losses.Loss):
             deviation = ops.sqrt(ops.var(view, axis=0) + 1e-4)
             total = total + self.variance * ops.mean(ops.relu(1.0 - deviation)) / 2
             count, width = ops.cast(ops.shape(view)[0], view.dtype), ops.cast(ops.shape(view)[1], view.dtype)
-            covariance = ops.matmul(ops.transpose(centred), centred) / (count - 1.0)
+            # A batch of one has no covariance; dividing by at least 1 keeps it 0 rather than 0/0.
+            covariance = ops.matmul(ops.transpose(centred), centred) / ops.maximum(count - 1.0, 1.0)
             off_diagonal = covariance * (1.0 - ops.eye(ops.shape(view)[1]))
             total = total + self.covariance * ops.sum(ops.square(off_diagonal)) / width / 2
         return ops.zeros_like(y_pred[:, 0]) + total

@@ -154,6 +154,7 @@ def make_callbacks(settings, model_path, record, autoencoder, resume_dir, histor
         HistoryWriter(os.path.join(logs_dir, HISTORY_FILE), os.path.join(settings.output_dir, LOSS_PLOT_FILE), history_rows),
         ResumeState(resume_dir),
         keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0),
+        keras.callbacks.TerminateOnNaN(),
     ]
     if settings.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience))
@@ -231,11 +232,14 @@ def train(settings):
                 f"{settings.image_size}x{settings.image_size}x{settings.channels}")
     history_rows = read_history(os.path.join(settings.output_dir, "logs", HISTORY_FILE), completed_epochs)
     # Keras prints progress to stdout; the suite keeps stdout for results.
+    callbacks = make_callbacks(settings, model_path, record, autoencoder, resume_dir, history_rows)
     with contextlib.redirect_stdout(sys.stderr):
         trained.fit(
             train_data, validation_data=validation_data, epochs=settings.epochs, initial_epoch=completed_epochs,
-            callbacks=make_callbacks(settings, model_path, record, autoencoder, resume_dir, history_rows),
-            verbose=1 if sys.stderr.isatty() else 2, shuffle=False,
+            callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2, shuffle=False,
         )
-    shutil.rmtree(resume_dir, ignore_errors=True)  # The run is complete: nothing left to resume.
+    shutil.rmtree(resume_dir, ignore_errors=True)  # The run is complete, or diverged: nothing to resume.
+    if callbacks[0].best == float("inf"):  # No epoch of this run reached a finite loss, so none was saved.
+        raise InputError(f"training diverged (loss NaN or infinite) before any epoch could be saved; no model written to "
+                         f"{settings.output_dir}: try a lower --learning-rate")
     return model_path, read_history(os.path.join(settings.output_dir, "logs", HISTORY_FILE), settings.epochs)

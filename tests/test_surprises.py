@@ -52,3 +52,18 @@ def test_euclidean_ranking_says_it_turns_diffusion_off(gray_index, gray_model, g
     search.main([query, "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index), "--no-images",
                  "--metric", "euclidean"])
     assert "--metric euclidean ranks without diffusion" in capsys.readouterr().err
+
+
+def test_training_that_diverges_says_no_model_was_written(gray_model, gray_dataset, tmp_path, capsys):
+    import shutil
+
+    import train
+    from conftest import fails_with
+
+    run = tmp_path / "run"
+    shutil.copytree(gray_model, run)  # A reused folder: its older model must not be reported as this run's.
+    before = (run / config.MODEL_FILE).read_bytes()
+    line = fails_with(train, ["--dataset", str(gray_dataset / "test"), "--output", str(run), "--epochs", "2",
+                              "--learning-rate", "1e30", "--latent-dim", "8", "--filters", "4", "8"], capsys)
+    assert "training diverged" in line and "--learning-rate" in line
+    assert (run / config.MODEL_FILE).read_bytes() == before
