@@ -75,27 +75,29 @@ def read_for_display(path, missing):
 
 
 def report_duplicates(settings, index_paths):
-    """Print every near-duplicate pair of the index, path<TAB>path<TAB>distance, closest first; group them in --html."""
+    """Print every verified duplicate pair of the index, the file to keep first, closest first; show the sets in --html.
+
+    Each line: keep<TAB>copy<TAB>histogram distance<TAB>pixel correlation<TAB>share of differing cells<TAB>alignment.
+    """
     feature_index = index.load_indexes(index_paths)
     if not feature_index.histograms:
         raise InputError(f"{index_paths[0]}: holds no histograms (indexed with --no-histograms), which --duplicates "
                          "compares; index the folder again without that flag")
-    pairs, distances = duplicates.duplicate_pairs(feature_index, settings.duplicate_distance, settings.encode_batch_size)
-    for (first, second), distance in zip(pairs, distances):
-        print(f"{escape(display_path(hit_path(feature_index, first)))}\t{escape(display_path(hit_path(feature_index, second)))}"
-              f"\t{distance:.6f}")
+    pairs, sets = duplicates.find_duplicates(feature_index, settings.duplicate_distance, settings.encode_batch_size)
+    for pair in pairs:
+        print(f"{escape(display_path(hit_path(feature_index, pair.keep)))}\t{escape(display_path(hit_path(feature_index, pair.copy)))}"
+              f"\t{pair.distance:.6f}\t{pair.verdict.correlation:.4f}\t{pair.verdict.differing:.4f}\t{pair.verdict.alignment}")
     sys.stdout.flush()
-    sets = duplicates.duplicate_sets(pairs, feature_index.count)
-    console.log(f"{len(pairs)} near-duplicate pairs in {len(sets)} sets among {feature_index.count} images "
-                f"(cosine distance <= {settings.duplicate_distance})")
+    console.log(f"{len(pairs)} duplicate pairs in {len(sets)} sets among {feature_index.count} images")
     if settings.html_path:
         missing = []
-        sections = [gallery.duplicate_section(number, [(display_path(hit_path(feature_index, row)),
-                                                         read_for_display(hit_path(feature_index, row), missing))
-                                                        for row in members])
-                    for number, members in enumerate(sets, start=1)]
-        gallery.write_gallery(settings.html_path, sections,
-                              f"{len(sets)} sets of near duplicates (cosine distance at most {settings.duplicate_distance}).")
+        def member(row, caption):
+            return display_path(hit_path(feature_index, row)), caption, read_for_display(hit_path(feature_index, row), missing)
+        sections = [gallery.duplicate_section(number, member(found.keep, "keep"), [member(row, "copy") for row in found.copies])
+                    for number, found in enumerate(sets, start=1)]
+        gallery.write_gallery(settings.html_path, sections, f"{len(sets)} sets of duplicates: in each, every copy shows the same "
+                              "picture as the file to keep (the largest, then the least compressed, then the oldest).",
+                              title="Duplicates")
         report_missing(missing)
 
 

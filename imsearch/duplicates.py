@@ -1,8 +1,13 @@
-"""Near-duplicate pairs of an index: images so close by their histograms that they are copies of each other."""
+"""Duplicates in an index: candidate pairs close by their histograms, kept where their pixels show one picture, grouped into sets."""
+
+import dataclasses
 
 import numpy as np
 
-from imsearch import console, data, descriptors, encoding, graph, vectors
+from imsearch import console, copies, data, descriptors, encoding, graph, vectors
+
+# Candidate pairs screened at once: bounds the screen's memory at 60,000 images.
+SCREEN_BATCH = 50_000
 
 
 def histogram_features(feature_index, batch_size):
@@ -26,7 +31,7 @@ def histogram_features(feature_index, batch_size):
     return vectors.postprocess_features(histograms, "cosine"), np.flatnonzero(readable)
 
 
-def duplicate_pairs(feature_index, max_distance, batch_size):
+def candidate_pairs(feature_index, max_distance, batch_size):
     """(index rows (P, 2) with i < j, cosine distances (P,) of the histograms) of every pair within max_distance, closest first.
 
     Candidates are each image's nearest neighbours by the histograms, so an image with more copies than
@@ -48,17 +53,118 @@ def duplicate_pairs(feature_index, max_distance, batch_size):
     return index_rows[pairs[closest_first]], pair_distances[closest_first]
 
 
-def duplicate_sets(pairs, count):
-    """The images linked by pairs, grouped into sets (connected components), largest set first; each set sorted."""
-    import scipy.sparse
-    import scipy.sparse.csgraph
+@dataclasses.dataclass(frozen=True)
+class DuplicatePair:
+    """Two index rows verified to be copies of one picture, the keeper's first; their histogram distance and the verdict."""
 
-    if not len(pairs):
-        return []
-    links = scipy.sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
-    _, component = scipy.sparse.csgraph.connected_components(links, directed=False)
-    linked = np.unique(pairs)
-    sets = {}
-    for row in linked:
-        sets.setdefault(component[row], []).append(int(row))
-    return sorted(sets.values(), key=lambda members: (-len(members), members[0]))
+    keep: int
+    copy: int
+    distance: float
+    verdict: copies.Verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class DuplicateSet:
+    """Index rows that are all copies of each other: the one to keep, then the others, closest first."""
+
+    keep: int
+    copies: tuple
+
+
+class Pictures:
+    """The index's images read for comparison on first use, and the verdicts on pairs of them, each computed once."""
+
+    def __init__(self, feature_index):
+        self.paths = data.full_paths(feature_index.dataset_dir, feature_index.paths)
+        self.pictures, self.unreadable, self.verdicts = {}, [], {}
+
+    def picture(self, row):
+        """The Picture of an index row, or None when its file can no longer be read."""
+        if row not in self.pictures:
+            try:
+                self.pictures[row] = copies.read_picture(self.paths[row])
+            except data.UnreadableImage:
+                self.pictures[row] = None
+                self.unreadable.append(self.paths[row])
+        return self.pictures[row]
+
+    def keeper_order(self, row):
+        """Sort key of the file to keep: the largest resolution, then the least compressed, then the oldest."""
+        picture = self.picture(row)
+        return (-picture.pixels, -picture.file_bytes / picture.pixels, picture.modified_ns, self.paths[row])
+
+    def verdict(self, first, second):
+        """copies.compare on two rows (either order), or a negative Verdict when either cannot be read."""
+        key = (min(first, second), max(first, second))
+        if key not in self.verdicts:
+            pictures = self.picture(key[0]), self.picture(key[1])
+            self.verdicts[key] = (copies.compare(*pictures) if None not in pictures
+                                  else copies.Verdict(False, 0.0, 1.0, "none"))
+        return self.verdicts[key]
+
+
+def verified_pairs(pictures, candidates, distances):
+    """The DuplicatePairs among candidate pairs (rows (P, 2), histogram distances (P,)) that copies.compare confirms."""
+    candidates, distances = screened(pictures, candidates, distances)
+    console.log(f"comparing the pixels of {len(candidates)} candidate pairs")
+    found = []
+    with console.progress(len(candidates), "comparing", unit="pair") as bar:
+        for (first, second), distance in zip(candidates, distances):
+            verdict = pictures.verdict(int(first), int(second))
+            if verdict.copy:
+                keep, copy = sorted((int(first), int(second)), key=pictures.keeper_order)
+                found.append(DuplicatePair(keep, copy, float(distance), verdict))
+            bar.update(1)
+    return found
+
+
+def screened(pictures, candidates, distances):
+    """The candidate pairs (and their distances) worth a full comparison: those of unreadable files and
+    small pictures that copies.frame_screen rules out are dropped."""
+    readable = np.array([pictures.picture(int(first)) is not None and pictures.picture(int(second)) is not None
+                         for first, second in candidates], bool).reshape(-1)
+    candidates, distances = candidates[readable], distances[readable]
+    small = np.array([not copies.aligns_by_features(pictures.picture(int(first)), pictures.picture(int(second)))
+                      for first, second in candidates], bool).reshape(-1)
+    keep = ~small
+    for start in range(0, int(small.sum()), SCREEN_BATCH):
+        rows = np.flatnonzero(small)[start : start + SCREEN_BATCH]
+        keep[rows] = copies.frame_screen([pictures.picture(int(row)) for row in candidates[rows, 0]],
+                                         [pictures.picture(int(row)) for row in candidates[rows, 1]])
+    return candidates[keep], distances[keep]
+
+
+def duplicate_sets(pictures, pairs):
+    """DuplicateSets from verified pairs: around each keeper in keeper order, every copy that is also a copy of the set's other members.
+
+    Sets never chain: a~b and b~c put a and c in one set only when a~c holds too (compared here if it was
+    not a candidate), so a set can be acted on as a whole.
+    """
+    linked = {}
+    for pair in pairs:
+        linked.setdefault(pair.keep, []).append(pair.copy)
+        linked.setdefault(pair.copy, []).append(pair.keep)
+    taken, sets = set(), []
+    for keep in sorted(linked, key=pictures.keeper_order):
+        if keep in taken:
+            continue
+        members = []
+        for row in sorted(linked[keep], key=lambda row: -pictures.verdict(keep, row).correlation):
+            if row not in taken and all(pictures.verdict(row, member).copy for member in members):
+                members.append(row)
+        if members:
+            taken.update([keep, *members])
+            sets.append(DuplicateSet(keep, tuple(members)))
+    return sorted(sets, key=lambda found: (-len(found.copies), found.keep))
+
+
+def find_duplicates(feature_index, max_distance, batch_size):
+    """(DuplicatePairs closest first, DuplicateSets largest first) of an index: candidates by histogram, verified by pixels."""
+    candidates, distances = candidate_pairs(feature_index, max_distance, batch_size)
+    pictures = Pictures(feature_index)
+    pairs = verified_pairs(pictures, candidates, distances)
+    sets = duplicate_sets(pictures, pairs)
+    if pictures.unreadable:
+        console.warn(f"left out {len(pictures.unreadable)} indexed image(s) that could not be read, first: "
+                     f"{pictures.unreadable[0]}; refresh the index with index_dataset.py --update")
+    return pairs, sets

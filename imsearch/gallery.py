@@ -51,22 +51,22 @@ def query_section(number, query_path, query_image, hits):
             f'<div class="row">{"".join(cells)}</div></section>')
 
 
-def duplicate_section(number, members):
-    """A section for one set of near duplicates: (path, image) of each member."""
-    cells = [figure(image, [path]) for path, image in members]
-    return (f'<section class="query"><h2>{number}. {len(members)} copies</h2>'
-            f'<div class="row">{"".join(cells)}</div></section>')
+def duplicate_section(number, keeper, copies):
+    """A section for one set of duplicates: the file to keep, then its copies, each (path, caption, image)."""
+    cells = [figure(keeper[2], [keeper[1], keeper[0]], "query-image")] + [figure(image, [caption, path]) for path, caption, image in copies]
+    return (f'<section class="query"><h2>{number}. keep {html.escape(keeper[0])}: {len(copies)} '
+            f'{"copy" if len(copies) == 1 else "copies"}</h2><div class="row">{"".join(cells)}</div></section>')
 
 
-def write_gallery(html_path, sections, summary):
+def write_gallery(html_path, sections, summary, title="Image search results"):
     """Write the page atomically under a one-line summary, linking the suite's other pictures that sit beside it."""
     folder = os.path.dirname(os.path.abspath(html_path))
     links = [f'<a href="{name}">{title}</a>' for name, title in RELATED_PICTURES if os.path.isfile(os.path.join(folder, name))]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Image search results</title><style>{STYLE}</style></head><body>"
-        f"<h1>Image search results</h1><p>{html.escape(summary)}</p>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"
         f'<nav>{"".join(links)}</nav>{"".join(sections)}</body></html>\n'
     )
     safeio.atomic_write_bytes(html_path, page.encode("utf-8"))

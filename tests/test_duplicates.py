@@ -1,58 +1,123 @@
-"""search.py --duplicates on real photographs: edited copies are paired with their originals, unrelated photos are not."""
+"""search.py --duplicates on real photographs: edited copies pair with their originals; look-alikes, series and chains do not."""
 
-import itertools
 import os
 
 import cv2
+import numpy as np
+import pytest
+import skimage
+import sklearn
 
 import index_dataset
 import search
 import train
-from imsearch import photos
+from imsearch import config, photos
+
+SKIMAGE_DATA = os.path.join(os.path.dirname(skimage.__file__), "data")
 
 
-def test_duplicates_pairs_every_copy_with_its_original_and_nothing_else(tmp_path, capsys):
-    pictures = sorted(photos.skimage_photos().items())  # Real colour photographs bundled with scikit-image.
-    assert len(pictures) >= 6
-    folder = tmp_path / "folder"
+def edited(image):
+    """{name: (image, JPEG quality)}: the copies a user makes, among them a mirror image and a 15% crop off one corner."""
+    height, width = image.shape[:2]
+    return {
+        "resized": (cv2.resize(image, (width // 2, height // 2), interpolation=cv2.INTER_AREA), 90),
+        "cropped": (image[round(height * 0.15):, : round(width * 0.85)], 90),
+        "reencoded": (image, 40),
+        "mirrored": (image[:, ::-1], 90),
+        "brighter": (cv2.convertScaleAbs(image, alpha=1.15, beta=20), 90),
+    }
+
+
+def board_series(count, rng):
+    """Photos of one checkerboard in different poses before one brick wall, as a camera calibration series is taken."""
+    board = cv2.imread(os.path.join(SKIMAGE_DATA, "chessboard_GRAY.png"), cv2.IMREAD_GRAYSCALE)
+    wall = cv2.resize(cv2.imread(os.path.join(SKIMAGE_DATA, "brick.png"), cv2.IMREAD_GRAYSCALE), (480, 360))
+    corners = np.float32([[0, 0], [board.shape[1], 0], [board.shape[1], board.shape[0]], [0, board.shape[0]]])
+    series = []
+    for _ in range(count):
+        centre, size = rng.uniform([170, 130], [310, 230]), rng.uniform(110, 190)
+        pose = np.float32(centre + size / 2 * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) + rng.normal(0, size * 0.12, (4, 2)))
+        homography = cv2.getPerspectiveTransform(corners, pose)
+        shown = cv2.warpPerspective(np.ones_like(board), homography, wall.shape[::-1]) > 0
+        image = np.where(shown, cv2.warpPerspective(board, homography, wall.shape[::-1]), wall).astype(np.float32)
+        series.append(np.clip(image * rng.uniform(0.85, 1.1) + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8))
+    return series
+
+
+@pytest.fixture(scope="module")
+def duplicates_run(tmp_path_factory):
+    """A folder of photos, their edited copies, a checkerboard series and a chain; trained, indexed, and searched for duplicates.
+
+    Returns (expected pairs of file names, found pairs, output lines, the HTML page).
+    """
+    root = tmp_path_factory.mktemp("duplicates")
+    folder = root / "folder"
     folder.mkdir()
     expected = set()
-    for number, (name, path) in enumerate(pictures):
-        original = photos.load_picture(path, 320)
-        cv2.imwrite(str(folder / f"{name}.jpg"), original)
+    for number, (name, path) in enumerate(sorted(photos.skimage_photos().items())):
+        original = photos.load_picture(path, 480)
+        cv2.imwrite(str(folder / f"{name}.jpg"), original, [cv2.IMWRITE_JPEG_QUALITY, 95])
         if number % 2:
             continue  # Every other photograph stands alone: it must pair with nothing.
-        copies = {copy: image for copy, image in photos.edited_copies(original).items() if copy != "mirrored"}
-        for copy, (image, quality) in copies.items():
+        for copy, (image, quality) in edited(original).items():
             photos.write_jpeg(str(folder / f"{name}-{copy}.jpg"), image, quality)
-        members = [f"{name}.jpg"] + [f"{name}-{copy}.jpg" for copy in copies]
-        expected |= {tuple(sorted(pair)) for pair in itertools.combinations(members, 2)}
-    run = str(tmp_path / "run")
-    train.main(["--dataset", str(folder), "--output", run, "--epochs", "2", "--batch-size", "4", "--latent-dim", "16",
-                "--filters", "8", "16"])
+            expected.add(tuple(sorted((f"{name}.jpg", f"{name}-{copy}.jpg"))))
+    for number, image in enumerate(board_series(8, np.random.default_rng(0))):
+        cv2.imwrite(str(folder / f"board-{number}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    # A chain: two crops of one larger picture, each a copy of it, that overlap too little to be copies of each other.
+    whole = photos.load_picture(os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images", "china.jpg"), 600)
+    height, width = whole.shape[:2]
+    cv2.imwrite(str(folder / "chain-whole.jpg"), whole, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(folder / "chain-top-left.jpg"), whole[: round(height * 0.85), : round(width * 0.85)])
+    cv2.imwrite(str(folder / "chain-bottom-right.jpg"), whole[round(height * 0.15):, round(width * 0.15):])
+    run = str(root / "run")
+    train.main(["--dataset", str(folder), "--output", run, "--epochs", "1", "--batch-size", "8", "--latent-dim", "16",
+                "--filters", "8", "16", "--image-size", "32"])
     index_dataset.main(["--dataset", str(folder), "--output", run])
-    capsys.readouterr()
-    search.main(["--output", run, "--duplicates", "--html", str(tmp_path / "duplicates.html")])
-    captured = capsys.readouterr()
-    lines = [line.split("\t") for line in captured.out.splitlines()]
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        search.main(["--output", run, "--duplicates", "--html", str(root / "duplicates.html")])
+    lines = [line.split("\t") for line in out.getvalue().splitlines()]
     found = {tuple(sorted(os.path.basename(path) for path in line[:2])) for line in lines}
+    return expected, found, lines, (root / "duplicates.html").read_text()
+
+
+def test_every_edited_copy_pairs_with_its_original(duplicates_run):
+    expected, found, lines, _ = duplicates_run
+    assert expected <= found  # Mirrored, 15%-cropped, JPEG-40, resized and brightened copies each.
     assert len(found) == len(lines)  # Each pair once.
-    distances = [float(line[2]) for line in lines]
-    assert distances == sorted(distances) and max(distances) <= 0.12
-    assert len(found & expected) >= 0.95 * len(expected)
-    assert len(found & expected) >= 0.95 * len(found)
-    page = (tmp_path / "duplicates.html").read_text()
-    assert page.count('<section class="query">') == len(pictures[::2])
 
 
-def test_duplicate_sets_are_the_connected_groups_largest_first():
-    import numpy as np
+def test_no_pair_joins_different_pictures(duplicates_run):
+    _, found, _, _ = duplicates_run
+    def picture(name):
+        return name.split("-")[0].removesuffix(".jpg")
+    assert [pair for pair in found if picture(pair[0]) != picture(pair[1]) and not pair[0].startswith("chain")] == []
+    assert not [pair for pair in found if pair[0].startswith("board")]  # A series of different poses is no copy.
 
-    from imsearch import duplicates
 
-    pairs = np.array([[0, 1], [5, 6], [1, 2], [7, 8], [6, 8]])
-    assert duplicates.duplicate_sets(pairs, 10) == [[5, 6, 7, 8], [0, 1, 2]]
-    assert duplicates.duplicate_sets(np.zeros((0, 2), np.int64), 10) == []
+def test_a_chain_of_crops_is_two_pairs_and_never_one_set(duplicates_run):
+    _, found, _, page = duplicates_run
+    chain = {pair for pair in found if pair[0].startswith("chain")}
+    assert chain == {("chain-top-left.jpg", "chain-whole.jpg"), ("chain-bottom-right.jpg", "chain-whole.jpg")}
+    sets = [section for section in page.split("<section")[1:] if "chain-" in section]
+    assert len(sets) == 1 and "chain-whole.jpg: 1 copy</h2>" in sets[0]
+
+
+def test_each_line_puts_the_file_to_keep_first_with_its_evidence(duplicates_run):
+    expected, _, lines, page = duplicates_run
+    originals = {name for pair in expected for name in pair if name.removesuffix(".jpg") in photos.SKIMAGE_PHOTOS}
+    assert all(len(line) == 6 for line in lines)
+    for _, copy, distance, correlation, differing, alignment in lines:
+        assert os.path.basename(copy) not in originals  # An original is the largest, least compressed file of its pair.
+        assert float(distance) <= config.DEFAULTS.duplicate_distance and float(correlation) >= 0.9 and float(differing) <= 0.03
+        assert alignment in ("frame", "mirrored frame", "features", "mirrored features")
+    mirrored = [line for line in lines if line[1].endswith("-mirrored.jpg")]
+    assert mirrored and all("mirrored" in line[5] for line in mirrored)
+    assert "<title>Duplicates</title>" in page and "keep " in page
 
 
 def test_duplicates_of_an_index_without_histograms_is_refused_by_name(gray_model, gray_dataset, tmp_path, capsys):

@@ -1,0 +1,278 @@
+"""Whether two image files show the same picture: one aligned onto the other, then compared pixel by pixel.
+
+Two copies of a picture (resized, re-encoded, brightened, mirrored, cropped) line up under a similarity
+transform and then agree pixel for pixel; two photos of one scene, a burst's frames or a series of one
+pattern in different poses do not. The transform is either the whole frame (same aspect, maybe mirrored)
+or one found by matching ORB features with RANSAC; the verdict is the correlation of the overlap.
+"""
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from imsearch import data
+
+# Pictures are compared at this longest side: enough for ORB to find a few hundred features on a photo.
+COMPARE_SIDE = 320
+# Below this shorter side ORB finds too little to align by (its patches are 31 px): whole frames only.
+SMALLEST_FEATURE_SIDE = 64
+ORB_FEATURES = 1000
+FAST_THRESHOLD = 5
+ECC_ITERATIONS = 30
+# Lowe's ratio test; RANSAC's reprojection error in compare-side pixels.
+MATCH_RATIO = 0.8
+RANSAC_PIXELS = 4.0
+# Fewest RANSAC inliers that count as an alignment: a handful of accidental matches never reaches it.
+FEWEST_INLIERS = 15
+# A copy is at most this much smaller or larger (after both are brought to COMPARE_SIDE), turned at most this far.
+LARGEST_SCALE_CHANGE = 4.0
+LARGEST_ROTATION_DEGREES = 15.0
+# Pictures too small to align by features are screened many pairs at once on thumbnails of this side: a
+# pair is compared in full only if, with tones fitted by a line, at most SCREEN_SHARE of its cells differ.
+THUMBNAIL_SIDE = 16
+SCREEN_SHARE = 0.25
+# Whole frames are compared only when their aspect ratios agree this closely (a resize keeps it).
+ASPECT_TOLERANCE = 0.03
+# One picture must lie mostly within the other (a crop), and the crop keep at least half of the larger picture.
+CONTAINED_SHARE = 0.75
+LEAST_OVERLAP_SHARE = 0.5
+# Pixels are compared blurred by this sigma, so resampling and JPEG blocks do not count as differences.
+BLUR_SIGMA = 1.0
+# Side of a cell of the local comparison as a share of the shorter side, the mean gray difference from
+# which a cell differs, and the largest share of differing cells a copy may have; with the correlation of all pixels.
+CELL_SIDE_SHARE = 1 / 24
+CELL_DIFFERENCE = 12.0
+CLIPPED_LEVELS = 6
+DIFFERING_SHARE = 0.03
+COPY_CORRELATION = 0.9
+
+
+@dataclasses.dataclass
+class Picture:
+    """One image prepared for comparison: gray at COMPARE_SIDE at most, its ORB features, its size on disk."""
+
+    gray: np.ndarray  # float32 (H, W), blurred by BLUR_SIGMA
+    sharp: np.ndarray  # uint8 (H, W), unblurred, for ORB
+    thumbnail: np.ndarray  # float32 (THUMBNAIL_SIDE ** 2,): the whole frame squeezed, for screening many pairs at once
+    pixels: int  # width x height as stored: the keeper is the largest
+    file_bytes: int
+    modified_ns: int
+    features: dict = dataclasses.field(default_factory=dict)  # {mirrored: (points (K, 2), descriptors (K, 32))}
+
+    @property
+    def aspect(self):
+        return self.gray.shape[1] / self.gray.shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """Whether two pictures are copies, how their aligned pixels agree, and how they were aligned."""
+
+    copy: bool
+    correlation: float
+    differing: float  # share of cells that differ
+    alignment: str  # "frame", "mirrored frame", "features", "mirrored features" or "none"
+
+
+def read_picture(path):
+    """A Picture of an image file; data.UnreadableImage when it cannot be decoded."""
+    stamp = np.zeros(2, np.int64)
+    encoded = data.read_regular_file(path, stamp)
+    if encoded is None or not encoded.size:
+        raise data.UnreadableImage(f"{path}: not a readable image")
+    # Large JPEGs are decoded reduced: a copy is judged at COMPARE_SIDE anyway.
+    flag = data.decode_flag(encoded, COMPARE_SIDE // 2, 1)
+    image = cv2.imdecode(encoded, flag)
+    if image is None or image.size == 0:
+        raise data.UnreadableImage(f"{path}: not a readable image")
+    reduction = next((factor for factor, _, gray_flag in data.JPEG_REDUCTIONS if gray_flag == flag), 1)
+    height, width = image.shape[:2]
+    scale = COMPARE_SIDE / max(height, width)
+    if scale < 1:
+        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    sharp, gray = image, image.astype(np.float32)
+    sigma = BLUR_SIGMA * max(gray.shape) / COMPARE_SIDE  # The same share of the picture at every size.
+    if sigma >= 0.3:
+        gray = cv2.GaussianBlur(gray, (0, 0), sigma)
+    thumbnail = cv2.resize(gray, (THUMBNAIL_SIDE, THUMBNAIL_SIDE), interpolation=cv2.INTER_AREA).ravel()
+    return Picture(gray, sharp, thumbnail, height * width * reduction * reduction, int(stamp[0]), int(stamp[1]))
+
+
+def orb_features(picture, mirrored):
+    """(points (K, 2), descriptors (K, 32)) of a picture or of its mirror image, computed once."""
+    if mirrored not in picture.features:
+        image = picture.sharp[:, ::-1].copy() if mirrored else picture.sharp
+        # A low FAST threshold: smooth photos (sky, sand) have few strong corners.
+        keypoints, descriptors = cv2.ORB_create(ORB_FEATURES, fastThreshold=FAST_THRESHOLD).detectAndCompute(image, None)
+        points = np.array([keypoint.pt for keypoint in keypoints], np.float32).reshape(-1, 2)
+        picture.features[mirrored] = (points, descriptors)
+    return picture.features[mirrored]
+
+
+def aligned_difference(first, second, transform):
+    """(correlation, share of differing cells) of first's pixels and second's mapped into first's frame, or None.
+
+    None unless one picture lies mostly within the other (CONTAINED_SHARE) and the overlap keeps
+    LEAST_OVERLAP_SHARE of the larger. The transform is refined by ECC first: a feature match is only
+    accurate to a pixel or two, which a sharp edge shows as a difference.
+    """
+    height, width = first.gray.shape
+    scale = np.sqrt(abs(np.linalg.det(transform[:, :2])))
+    # second, brought up by scale, is that much blurrier: blur first alike, so detail a smaller copy lost is no difference.
+    first_gray = first.gray
+    if scale > 1.05:
+        first_gray = cv2.GaussianBlur(first_gray, (0, 0), BLUR_SIGMA * np.sqrt(scale * scale - 1))
+    transform = refined(first_gray, second.gray, transform)
+    warped = cv2.warpAffine(second.gray, transform, (width, height), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(np.ones_like(second.gray), transform, (width, height), flags=cv2.INTER_LINEAR) > 0.999
+    overlap = int(inside.sum())
+    second_area = second.gray.size * scale * scale  # In first's pixels.
+    shares = sorted((overlap / first.gray.size, overlap / second_area))
+    if shares[1] < CONTAINED_SHARE or shares[0] < LEAST_OVERLAP_SHARE or overlap < 16:
+        return None
+    return tone_matched(first_gray, warped, inside)
+
+
+def refined(first, second, transform):
+    """transform (second onto first) refined by OpenCV's ECC, or unchanged where ECC does not converge."""
+    if min(*first.shape, *second.shape) < SMALLEST_FEATURE_SIDE:
+        return transform
+    inverse = cv2.invertAffineTransform(transform).astype(np.float32)  # ECC maps first's pixels into second.
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-4)
+    try:
+        _, inverse = cv2.findTransformECC(first, second, inverse, cv2.MOTION_AFFINE, criteria, None, 5)
+    except cv2.error:  # Did not converge: keep the feature match.
+        return transform
+    improved = cv2.invertAffineTransform(inverse).astype(np.float64)
+    # ECC may wander off on a flat or repetitive picture: keep only a small correction.
+    corner_moves = np.abs(np.hstack([improved[:, :2] - transform[:, :2], improved[:, 2:] - transform[:, 2:]]) @ [[first.shape[1]], [first.shape[0]], [1]])
+    return improved if corner_moves.max() < 0.05 * max(first.shape) else transform
+
+
+def tone_matched(first, second, inside):
+    """(correlation, share of differing cells) of two aligned gray images over inside, second's tones matched to first's.
+
+    Second's tones are mapped onto first's by the best increasing curve fitted to cell means (isotonic
+    regression), so a brightened, contrast-stretched or clipped copy matches; a cell (CELL_SIDE_SHARE of the
+    shorter side) differs where its mean still differs by more than CELL_DIFFERENCE, as where an arm moved
+    or a board turned, which re-encoding and resampling never do.
+    """
+    from sklearn.isotonic import isotonic_regression
+
+    height, width = first.shape
+    cell = max(2, round(min(height, width) * CELL_SIDE_SHARE))
+    rows, columns = height // cell, width // cell
+    def cell_means(values):
+        return values[: rows * cell, : columns * cell].reshape(rows, cell, columns, cell).mean(axis=(1, 3))
+    # Pixels clipped to white in either (a brightened sky) hold no evidence either way; a cell counts when it
+    # lies wholly in the overlap and at least half its pixels are unclipped. Black is kept: it is the
+    # background of many product shots and drawings, whose differences would hide there.
+    unclipped = inside & (first < 255 - CLIPPED_LEVELS) & (second < 255 - CLIPPED_LEVELS)
+    counts = cell_means(unclipped.astype(np.float32))
+    full = (cell_means(inside.astype(np.float32)) > 0.999) & (counts >= 0.5)
+    if not full.any():
+        return 0.0, 1.0
+    first_means = cell_means(np.where(unclipped, first, 0))[full] / counts[full]
+    second_means = cell_means(np.where(unclipped, second, 0))[full] / counts[full]
+    order = np.argsort(second_means, kind="stable")
+    curve_x, curve_y = second_means[order], isotonic_regression(first_means[order])
+    differing = float((np.abs(first_means[order] - curve_y) > CELL_DIFFERENCE).mean())
+    a, b = first[inside], np.interp(second[inside], curve_x, curve_y)
+    a, b = a - a.mean(), b - b.mean()
+    a_energy, b_energy = float(a @ a), float(b @ b)
+    # A flat overlap (a blank page) has no correlation: flat against flat is perfect, flat against texture none.
+    flat = 1e-2 * len(a)
+    if a_energy < flat or b_energy < flat:
+        return float(a_energy < flat and b_energy < flat), differing
+    return float(a @ b) / np.sqrt(a_energy * b_energy), differing
+
+
+def frame_transforms(first, second):
+    """The whole-frame transforms of second onto first, plain and mirrored: a resize, when the aspects agree."""
+    if abs(np.log(first.aspect / second.aspect)) > ASPECT_TOLERANCE:
+        return []
+    (height, width), (second_height, second_width) = first.gray.shape, second.gray.shape
+    sx, sy = width / second_width, height / second_height
+    # Pixel centres map onto pixel centres.
+    plain = np.array([[sx, 0, (sx - 1) / 2], [0, sy, (sy - 1) / 2]], np.float64)
+    mirrored = np.array([[-sx, 0, width - 1 - (sx - 1) / 2], [0, sy, (sy - 1) / 2]], np.float64)
+    return [("frame", plain), ("mirrored frame", mirrored)]
+
+
+def feature_transforms(first, second):
+    """Similarity transforms of second onto first found from matched ORB features, plain and mirrored."""
+    if not aligns_by_features(first, second):
+        return []
+    first_points, first_descriptors = orb_features(first, False)
+    found = []
+    for mirrored in (False, True):
+        second_points, second_descriptors = orb_features(second, mirrored)
+        if first_descriptors is None or second_descriptors is None or min(len(first_points), len(second_points)) < FEWEST_INLIERS:
+            continue
+        pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(second_descriptors, first_descriptors, k=2)
+        good = [pair[0] for pair in pairs if len(pair) == 2 and pair[0].distance < MATCH_RATIO * pair[1].distance]
+        if len(good) < FEWEST_INLIERS:
+            continue
+        source = second_points[[match.queryIdx for match in good]]
+        target = first_points[[match.trainIdx for match in good]]
+        transform, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS,
+                                                         maxIters=2000, confidence=0.995)
+        if transform is None or int(inliers.sum()) < FEWEST_INLIERS:
+            continue
+        scale = np.sqrt(abs(np.linalg.det(transform[:, :2])))
+        rotation = np.degrees(np.arctan2(transform[1, 0], transform[0, 0]))
+        if not 1 / LARGEST_SCALE_CHANGE <= scale <= LARGEST_SCALE_CHANGE or abs(rotation) > LARGEST_ROTATION_DEGREES:
+            continue
+        if mirrored:  # The transform maps the mirror image: compose it with the mirroring.
+            width = second.gray.shape[1]
+            transform = np.hstack([transform[:, :2] @ np.diag([-1.0, 1.0]), transform[:, :2] @ [[width - 1.0], [0.0]] + transform[:, 2:]])
+        found.append(("mirrored features" if mirrored else "features", transform))
+    return found
+
+
+def aligns_by_features(first, second):
+    """Whether two Pictures are large enough for feature_transforms."""
+    return min(*first.gray.shape, *second.gray.shape) >= SMALLEST_FEATURE_SIDE
+
+
+def frame_screen(firsts, seconds):
+    """(P,) bool: which pairs of Pictures too small for features might still be copies frame to frame.
+
+    A vectorized, looser form of compare's frame test for many pairs at once (60,000 images give 360,000
+    candidate pairs): second's thumbnail, plain and mirrored, is fitted to first's by gain and offset, and a
+    pair passes when at most SCREEN_SHARE of the thumbnail's cells still differ by CELL_DIFFERENCE.
+    """
+    first = np.stack([picture.thumbnail for picture in firsts])
+    second = np.stack([picture.thumbnail for picture in seconds])
+    mirrored = second.reshape(-1, THUMBNAIL_SIDE, THUMBNAIL_SIDE)[:, :, ::-1].reshape(len(second), -1)
+    aspects = np.array([abs(np.log(a.aspect / b.aspect)) <= ASPECT_TOLERANCE for a, b in zip(firsts, seconds)])
+    passes = np.zeros(len(first), bool)
+    first_centred = first - first.mean(axis=1, keepdims=True)
+    for candidate in (second, mirrored):
+        centred = candidate - candidate.mean(axis=1, keepdims=True)
+        gain = (first_centred * centred).sum(axis=1, keepdims=True) / np.maximum((centred * centred).sum(axis=1, keepdims=True), 1e-6)
+        differing = (np.abs(first_centred - gain * centred) > CELL_DIFFERENCE).mean(axis=1)
+        passes |= differing <= SCREEN_SHARE
+    return passes & aspects
+
+
+def compare(first, second):
+    """The Verdict on two Pictures: the best correlation over the frame and feature alignments."""
+    best = Verdict(False, 0.0, 1.0, "none")
+    for transforms in (frame_transforms, feature_transforms):
+        for alignment, transform in transforms(first, second):
+            # The smaller picture is brought up to the larger: shrinking by warpAffine would alias.
+            if abs(np.linalg.det(transform[:, :2])) < 1:
+                compared = aligned_difference(second, first, cv2.invertAffineTransform(transform))
+            else:
+                compared = aligned_difference(first, second, transform)
+            if compared is None:
+                continue
+            correlation, differing = compared
+            copy = correlation >= COPY_CORRELATION and differing <= DIFFERING_SHARE
+            if (copy, -differing, correlation) > (best.copy, -best.differing, best.correlation):
+                best = Verdict(copy, correlation, differing, alignment)
+        if best.copy:  # The whole frame agrees: no need to match features.
+            return best
+    return best
