@@ -31,7 +31,7 @@ LARGEST_ROTATION_DEGREES = 15.0
 # Pictures too small to align by features are screened many pairs at once on thumbnails of this side: a
 # pair is compared in full only if, with tones fitted by a line, at most SCREEN_SHARE of its cells differ.
 THUMBNAIL_SIDE = 16
-SCREEN_SHARE = 0.25
+SCREEN_SHARE = 0.15
 # Whole frames are compared only when their aspect ratios agree this closely (a resize keeps it).
 ASPECT_TOLERANCE = 0.03
 # One picture must lie mostly within the other (a crop), and the crop keep at least half of the larger picture.
@@ -43,7 +43,10 @@ BLUR_SIGMA = 1.0
 # which a cell differs, and the largest share of differing cells a copy may have; with the correlation of all pixels.
 CELL_SIDE_SHARE = 1 / 24
 CELL_DIFFERENCE = 12.0
+CELL_DIFFERENCE_SPREAD, SMALLEST_CELL_DIFFERENCE = 0.25, 4.0
 CLIPPED_LEVELS = 6
+# The most a copy's contrast (spread of its unclipped gray levels) may differ from the other's.
+LARGEST_CONTRAST_CHANGE = 1.6
 DIFFERING_SHARE = 0.03
 COPY_CORRELATION = 0.9
 
@@ -55,6 +58,7 @@ class Picture:
     gray: np.ndarray  # float32 (H, W), blurred by BLUR_SIGMA
     sharp: np.ndarray  # uint8 (H, W), unblurred, for ORB
     thumbnail: np.ndarray  # float32 (THUMBNAIL_SIDE ** 2,): the whole frame squeezed, for screening many pairs at once
+    blur: float  # the Gaussian sigma gray was blurred by, in its own pixels
     pixels: int  # width x height as stored: the keeper is the largest
     file_bytes: int
     modified_ns: int
@@ -63,6 +67,11 @@ class Picture:
     @property
     def aspect(self):
         return self.gray.shape[1] / self.gray.shape[0]
+
+    @property
+    def small(self):
+        """Too small to align by features: compared by whole frame only."""
+        return min(self.gray.shape) < SMALLEST_FEATURE_SIDE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +104,10 @@ def read_picture(path):
     sigma = BLUR_SIGMA * max(gray.shape) / COMPARE_SIDE  # The same share of the picture at every size.
     if sigma >= 0.3:
         gray = cv2.GaussianBlur(gray, (0, 0), sigma)
+    else:
+        sigma = 0.0
     thumbnail = cv2.resize(gray, (THUMBNAIL_SIDE, THUMBNAIL_SIDE), interpolation=cv2.INTER_AREA).ravel()
-    return Picture(gray, sharp, thumbnail, height * width * reduction * reduction, int(stamp[0]), int(stamp[1]))
+    return Picture(gray, sharp, thumbnail, sigma, height * width * reduction * reduction, int(stamp[0]), int(stamp[1]))
 
 
 def orb_features(picture, mirrored):
@@ -119,10 +130,12 @@ def aligned_difference(first, second, transform):
     """
     height, width = first.gray.shape
     scale = np.sqrt(abs(np.linalg.det(transform[:, :2])))
-    # second, brought up by scale, is that much blurrier: blur first alike, so detail a smaller copy lost is no difference.
+    # second, brought up by scale, is that much blurrier (a pixel itself blurs by about half a pixel): blur
+    # first alike, so detail a smaller copy never had is no difference.
     first_gray = first.gray
-    if scale > 1.05:
-        first_gray = cv2.GaussianBlur(first_gray, (0, 0), BLUR_SIGMA * np.sqrt(scale * scale - 1))
+    extra = np.sqrt(max(0.0, (scale * max(second.blur, 0.5)) ** 2 - max(first.blur, 0.5) ** 2))
+    if extra >= 0.3:
+        first_gray = cv2.GaussianBlur(first_gray, (0, 0), extra)
     transform = refined(first_gray, second.gray, transform)
     warped = cv2.warpAffine(second.gray, transform, (width, height), flags=cv2.INTER_LINEAR)
     inside = cv2.warpAffine(np.ones_like(second.gray), transform, (width, height), flags=cv2.INTER_LINEAR) > 0.999
@@ -131,7 +144,8 @@ def aligned_difference(first, second, transform):
     shares = sorted((overlap / first.gray.size, overlap / second_area))
     if shares[1] < CONTAINED_SHARE or shares[0] < LEAST_OVERLAP_SHARE or overlap < 16:
         return None
-    return tone_matched(first_gray, warped, inside)
+    # Cells of at least two of the smaller picture's pixels: finer ones would judge its resampling.
+    return tone_matched(first_gray, warped, inside, smallest_cell=max(2, round(2 * scale)))
 
 
 def refined(first, second, transform):
@@ -150,7 +164,7 @@ def refined(first, second, transform):
     return improved if corner_moves.max() < 0.05 * max(first.shape) else transform
 
 
-def tone_matched(first, second, inside):
+def tone_matched(first, second, inside, smallest_cell=2):
     """(correlation, share of differing cells) of two aligned gray images over inside, second's tones matched to first's.
 
     Second's tones are mapped onto first's by the best increasing curve fitted to cell means (isotonic
@@ -158,10 +172,10 @@ def tone_matched(first, second, inside):
     shorter side) differs where its mean still differs by more than CELL_DIFFERENCE, as where an arm moved
     or a board turned, which re-encoding and resampling never do.
     """
-    from sklearn.isotonic import isotonic_regression
+    from scipy.optimize import isotonic_regression
 
     height, width = first.shape
-    cell = max(2, round(min(height, width) * CELL_SIDE_SHARE))
+    cell = max(smallest_cell, round(min(height, width) * CELL_SIDE_SHARE))
     rows, columns = height // cell, width // cell
     def cell_means(values):
         return values[: rows * cell, : columns * cell].reshape(rows, cell, columns, cell).mean(axis=(1, 3))
@@ -176,8 +190,15 @@ def tone_matched(first, second, inside):
     first_means = cell_means(np.where(unclipped, first, 0))[full] / counts[full]
     second_means = cell_means(np.where(unclipped, second, 0))[full] / counts[full]
     order = np.argsort(second_means, kind="stable")
-    curve_x, curve_y = second_means[order], isotonic_regression(first_means[order])
-    differing = float((np.abs(first_means[order] - curve_y) > CELL_DIFFERENCE).mean())
+    curve_x, curve_y = second_means[order], isotonic_regression(first_means[order]).x
+    # A cell differs by CELL_DIFFERENCE gray levels, or less in a low-contrast picture, where that would be most of its range.
+    threshold = min(CELL_DIFFERENCE, max(SMALLEST_CELL_DIFFERENCE, CELL_DIFFERENCE_SPREAD * first[unclipped].std()))
+    differing = float((np.abs(first_means[order] - curve_y) > threshold).mean())
+    # An edit stretches or squeezes contrast a little: two pictures of a few flat regions laid out alike
+    # (a wall and a door) map onto each other by some increasing curve, but only by a strong one.
+    spreads = first[unclipped].std(), second[unclipped].std()
+    if min(spreads) * LARGEST_CONTRAST_CHANGE < max(spreads):
+        return 0.0, differing
     a, b = first[inside], np.interp(second[inside], curve_x, curve_y)
     a, b = a - a.mean(), b - b.mean()
     a_energy, b_energy = float(a @ a), float(b @ b)
@@ -202,7 +223,7 @@ def frame_transforms(first, second):
 
 def feature_transforms(first, second):
     """Similarity transforms of second onto first found from matched ORB features, plain and mirrored."""
-    if not aligns_by_features(first, second):
+    if first.small or second.small:
         return []
     first_points, first_descriptors = orb_features(first, False)
     found = []
@@ -231,28 +252,25 @@ def feature_transforms(first, second):
     return found
 
 
-def aligns_by_features(first, second):
-    """Whether two Pictures are large enough for feature_transforms."""
-    return min(*first.gray.shape, *second.gray.shape) >= SMALLEST_FEATURE_SIDE
+def frame_screen(first, second, first_aspects, second_aspects):
+    """(P,) bool: which pairs of pictures too small for features might still be copies frame to frame.
 
-
-def frame_screen(firsts, seconds):
-    """(P,) bool: which pairs of Pictures too small for features might still be copies frame to frame.
-
-    A vectorized, looser form of compare's frame test for many pairs at once (60,000 images give 360,000
+    first, second: (P, THUMBNAIL_SIDE ** 2) thumbnails of each pair's pictures; the aspects: (P,) width / height.
+    A vectorized, looser form of compare's frame test for many pairs at once (60,000 images give 600,000
     candidate pairs): second's thumbnail, plain and mirrored, is fitted to first's by gain and offset, and a
     pair passes when at most SCREEN_SHARE of the thumbnail's cells still differ by CELL_DIFFERENCE.
     """
-    first = np.stack([picture.thumbnail for picture in firsts])
-    second = np.stack([picture.thumbnail for picture in seconds])
     mirrored = second.reshape(-1, THUMBNAIL_SIDE, THUMBNAIL_SIDE)[:, :, ::-1].reshape(len(second), -1)
-    aspects = np.array([abs(np.log(a.aspect / b.aspect)) <= ASPECT_TOLERANCE for a, b in zip(firsts, seconds)])
+    aspects = np.abs(np.log(first_aspects / second_aspects)) <= ASPECT_TOLERANCE
     passes = np.zeros(len(first), bool)
-    first_centred = first - first.mean(axis=1, keepdims=True)
     for candidate in (second, mirrored):
-        centred = candidate - candidate.mean(axis=1, keepdims=True)
+        # Cells clipped to white in either are left out, as in tone_matched.
+        kept = ((first < 255 - CLIPPED_LEVELS) & (candidate < 255 - CLIPPED_LEVELS)).astype(np.float32)
+        counts = np.maximum(kept.sum(axis=1, keepdims=True), 1)
+        first_centred = (first - (first * kept).sum(axis=1, keepdims=True) / counts) * kept
+        centred = (candidate - (candidate * kept).sum(axis=1, keepdims=True) / counts) * kept
         gain = (first_centred * centred).sum(axis=1, keepdims=True) / np.maximum((centred * centred).sum(axis=1, keepdims=True), 1e-6)
-        differing = (np.abs(first_centred - gain * centred) > CELL_DIFFERENCE).mean(axis=1)
+        differing = ((np.abs(first_centred - gain * centred) > CELL_DIFFERENCE) * kept).sum(axis=1) / counts[:, 0]
         passes |= differing <= SCREEN_SHARE
     return passes & aspects
 

@@ -121,16 +121,20 @@ def verified_pairs(pictures, candidates, distances):
 def screened(pictures, candidates, distances):
     """The candidate pairs (and their distances) worth a full comparison: those of unreadable files and
     small pictures that copies.frame_screen rules out are dropped."""
-    readable = np.array([pictures.picture(int(first)) is not None and pictures.picture(int(second)) is not None
-                         for first, second in candidates], bool).reshape(-1)
-    candidates, distances = candidates[readable], distances[readable]
-    small = np.array([not copies.aligns_by_features(pictures.picture(int(first)), pictures.picture(int(second)))
-                      for first, second in candidates], bool).reshape(-1)
-    keep = ~small
-    for start in range(0, int(small.sum()), SCREEN_BATCH):
-        rows = np.flatnonzero(small)[start : start + SCREEN_BATCH]
-        keep[rows] = copies.frame_screen([pictures.picture(int(row)) for row in candidates[rows, 0]],
-                                         [pictures.picture(int(row)) for row in candidates[rows, 1]])
+    count = len(pictures.paths)
+    readable, small, aspects = np.zeros(count, bool), np.zeros(count, bool), np.ones(count)
+    thumbnails = np.zeros((count, copies.THUMBNAIL_SIDE ** 2), np.float32)
+    for row in np.unique(candidates):
+        picture = pictures.picture(int(row))
+        if picture is not None:
+            readable[row], small[row], aspects[row], thumbnails[row] = True, picture.small, picture.aspect, picture.thumbnail
+    first, second = candidates[:, 0], candidates[:, 1]
+    keep = readable[first] & readable[second]
+    screen = keep & (small[first] | small[second])
+    for start in range(0, int(screen.sum()), SCREEN_BATCH):
+        pairs = np.flatnonzero(screen)[start : start + SCREEN_BATCH]
+        a, b = first[pairs], second[pairs]
+        keep[pairs] = copies.frame_screen(thumbnails[a], thumbnails[b], aspects[a], aspects[b])
     return candidates[keep], distances[keep]
 
 

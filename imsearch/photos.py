@@ -154,6 +154,29 @@ def edited_copies(image):
     return {"resized": (resized, 90), "cropped": (cropped, 90), "reencoded": (image, 40), "mirrored": (image[:, ::-1], 90)}
 
 
+def board_series(count, rng):
+    """Gray photos of one checkerboard in different poses before one brick wall, as a camera calibration series is taken.
+
+    Built from scikit-image's checkerboard and brick photos: a hard case for duplicate finders, whose every
+    picture shares its histograms and most of its pixels with the others.
+    """
+    import skimage
+
+    folder = os.path.join(os.path.dirname(skimage.__file__), "data")
+    board = cv2.imread(os.path.join(folder, "chessboard_GRAY.png"), cv2.IMREAD_GRAYSCALE)
+    wall = cv2.resize(cv2.imread(os.path.join(folder, "brick.png"), cv2.IMREAD_GRAYSCALE), (480, 360))
+    corners = np.float32([[0, 0], [board.shape[1], 0], [board.shape[1], board.shape[0]], [0, board.shape[0]]])
+    series = []
+    for _ in range(count):
+        centre, size = rng.uniform([170, 130], [310, 230]), rng.uniform(110, 190)
+        pose = np.float32(centre + size / 2 * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) + rng.normal(0, size * 0.12, (4, 2)))
+        homography = cv2.getPerspectiveTransform(corners, pose)
+        shown = cv2.warpPerspective(np.ones_like(board), homography, wall.shape[::-1]) > 0
+        image = np.where(shown, cv2.warpPerspective(board, homography, wall.shape[::-1]), wall).astype(np.float32)
+        series.append(np.clip(image * rng.uniform(0.85, 1.1) + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8))
+    return series
+
+
 def write_jpeg(path, image, quality):
     """Write a BGR image as a JPEG of the given quality; InputError when it cannot be written."""
     if not cv2.imwrite(path, np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, quality]):

@@ -5,15 +5,12 @@ import os
 import cv2
 import numpy as np
 import pytest
-import skimage
 import sklearn
 
 import index_dataset
 import search
 import train
 from imsearch import config, photos
-
-SKIMAGE_DATA = os.path.join(os.path.dirname(skimage.__file__), "data")
 
 
 def edited(image):
@@ -26,22 +23,6 @@ def edited(image):
         "mirrored": (image[:, ::-1], 90),
         "brighter": (cv2.convertScaleAbs(image, alpha=1.15, beta=20), 90),
     }
-
-
-def board_series(count, rng):
-    """Photos of one checkerboard in different poses before one brick wall, as a camera calibration series is taken."""
-    board = cv2.imread(os.path.join(SKIMAGE_DATA, "chessboard_GRAY.png"), cv2.IMREAD_GRAYSCALE)
-    wall = cv2.resize(cv2.imread(os.path.join(SKIMAGE_DATA, "brick.png"), cv2.IMREAD_GRAYSCALE), (480, 360))
-    corners = np.float32([[0, 0], [board.shape[1], 0], [board.shape[1], board.shape[0]], [0, board.shape[0]]])
-    series = []
-    for _ in range(count):
-        centre, size = rng.uniform([170, 130], [310, 230]), rng.uniform(110, 190)
-        pose = np.float32(centre + size / 2 * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) + rng.normal(0, size * 0.12, (4, 2)))
-        homography = cv2.getPerspectiveTransform(corners, pose)
-        shown = cv2.warpPerspective(np.ones_like(board), homography, wall.shape[::-1]) > 0
-        image = np.where(shown, cv2.warpPerspective(board, homography, wall.shape[::-1]), wall).astype(np.float32)
-        series.append(np.clip(image * rng.uniform(0.85, 1.1) + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8))
-    return series
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +43,7 @@ def duplicates_run(tmp_path_factory):
         for copy, (image, quality) in edited(original).items():
             photos.write_jpeg(str(folder / f"{name}-{copy}.jpg"), image, quality)
             expected.add(tuple(sorted((f"{name}.jpg", f"{name}-{copy}.jpg"))))
-    for number, image in enumerate(board_series(8, np.random.default_rng(0))):
+    for number, image in enumerate(photos.board_series(8, np.random.default_rng(0))):
         cv2.imwrite(str(folder / f"board-{number}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
     # A chain: two crops of one larger picture, each a copy of it, that overlap too little to be copies of each other.
     whole = photos.load_picture(os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images", "china.jpg"), 600)
