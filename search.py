@@ -26,9 +26,14 @@ def gather_queries(arguments, settings):
     return query_paths
 
 
+# Control characters (tab, newline, carriage return, terminal escapes) as \t, \n, \r or \xNN; a backslash doubled.
+ESCAPES = {0x5C: "\\\\", 0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"} | {
+    code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F] if code not in (0x09, 0x0A, 0x0D)}
+
+
 def escape(text):
-    """Backslash-escape tabs and newlines so a file name can never break the one-line, tab-separated format."""
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    """Backslash-escape a file name so it can never break the one-line, tab-separated format nor drive a terminal."""
+    return text.translate(ESCAPES)
 
 
 def display_path(path):

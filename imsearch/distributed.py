@@ -18,6 +18,10 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
     """
     count = len(data.list_images(dataset_dir)[0])
     workers = min(workers, count)  # An empty shard would be an error of its own.
+    if not address and workers > (os.cpu_count() or 1):
+        # Each worker is a TensorFlow process: more than the cores only contend for them, and for memory.
+        console.note(f"--workers {workers} on this machine's {os.cpu_count()} cores: starting {os.cpu_count()}")
+        workers = os.cpu_count() or 1
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Workers' lines keep their "(encode_shard pid=N)" prefix, uncoloured.
     import ray
 

@@ -73,6 +73,7 @@ def search(encoder, feature_index, query_paths, top_k, metric, batch_size, appro
     approximate: a faiss index from load_approximate, used when built for this metric; None ranks exactly.
     diffusion: re-rank cosine results over the index's neighbour graph when it has one; distances stay cosine.
     """
+    top_k = min(top_k, feature_index.count)  # No more hits than rows: --top-k 3000000 allocates nothing for them.
     features, mirrored, readable = encoding.encode_queries(encoder, query_paths, batch_size, feature_index.histograms)
     readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
     exclude = rows_of_queries(feature_index, readable_paths)

@@ -67,3 +67,42 @@ def test_training_that_diverges_says_no_model_was_written(gray_model, gray_datas
                               "--learning-rate", "1e30", "--latent-dim", "8", "--filters", "4", "8"], capsys)
     assert "training diverged" in line and "--learning-rate" in line
     assert (run / config.MODEL_FILE).read_bytes() == before
+
+
+def test_control_characters_in_file_names_are_printed_escaped(gray_model, gray_dataset, tmp_path, capsys):
+    import shutil
+
+    import index_dataset
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    source = sorted((gray_dataset / "test" / "disc").iterdir())[0]
+    names = ("carriage\rreturn.png", "escape\x1b[31mred.png", "plain.png")
+    for name in names:
+        shutil.copy(source, folder / name)
+    index_path = tmp_path / "odd.pkl"
+    index_dataset.main(["--dataset", str(folder), "--model", str(gray_model / config.MODEL_FILE), "--index", str(index_path)])
+    capsys.readouterr()
+    search.main([str(source), "--model", str(gray_model / config.MODEL_FILE), "--index", str(index_path), "--no-images"])
+    out = capsys.readouterr().out
+    assert "\r" not in out and "\x1b" not in out
+    assert "carriage\\rreturn.png" in out and "escape\\x1b[31mred.png" in out and len(out.splitlines()) == 3
+
+
+def test_a_huge_top_k_costs_no_more_memory_than_the_index_holds(gray_model, gray_dataset, tmp_path, capsys):
+    import tracemalloc
+
+    import index_dataset
+
+    index_path = str(tmp_path / "approximate.pkl")
+    index_dataset.main(["--dataset", str(gray_dataset / "train"), "--model", str(gray_model / config.MODEL_FILE),
+                        "--index", index_path, "--approximate", "always"])
+    query = str(sorted((gray_dataset / "test" / "disc").iterdir())[0])
+    capsys.readouterr()
+    tracemalloc.start()
+    search.main([query, "--model", str(gray_model / config.MODEL_FILE), "--index", index_path, "--no-images",
+                 "--top-k", "3000000"])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(capsys.readouterr().out.splitlines()) > 0
+    assert peak < 50 * 2**20  # 3,000,000 rows of int64 and float32 alone would take 34 MiB per array.
