@@ -84,6 +84,10 @@ class Verdict:
     alignment: str  # "frame", "mirrored frame", "features", "mirrored features" or "none"
 
 
+# The verdict on a pair nothing could align (or one that cannot be read).
+NO_COPY = Verdict(False, 0.0, 1.0, "none")
+
+
 def read_picture(path):
     """A Picture of an image file; data.UnreadableImage when it cannot be decoded."""
     stamp = np.zeros(2, np.int64)
@@ -277,7 +281,7 @@ def frame_screen(first, second, first_aspects, second_aspects):
 
 def compare(first, second):
     """The Verdict on two Pictures: the best correlation over the frame and feature alignments."""
-    best = Verdict(False, 0.0, 1.0, "none")
+    best = NO_COPY
     for transforms in (frame_transforms, feature_transforms):
         for alignment, transform in transforms(first, second):
             # The smaller picture is brought up to the larger: shrinking by warpAffine would alias.

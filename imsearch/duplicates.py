@@ -99,7 +99,7 @@ class Pictures:
         if key not in self.verdicts:
             pictures = self.picture(key[0]), self.picture(key[1])
             self.verdicts[key] = (copies.compare(*pictures) if None not in pictures
-                                  else copies.Verdict(False, 0.0, 1.0, "none"))
+                                  else copies.NO_COPY)
         return self.verdicts[key]
 
 
