@@ -6,11 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 packages=()
+# --with-browser adds Chromium, which the gallery test renders pages in (CI asks for it).
+[ "${1:-}" = --with-browser ] && ! command -v chromium >/dev/null && packages+=(chromium)
 [ -d /usr/share/datasets/fashion-mnist ] || packages+=(dataset-fashion-mnist)
 # Debian and Ubuntu ship venv's ensurepip separately, as python3-venv.
 python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 if [ "${#packages[@]}" -gt 0 ]; then
   as_root apt-get update -qq
+  # A machine whose last package install was interrupted refuses new ones until that one is finished.
+  as_root dpkg --configure -a >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -f >/dev/null
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
