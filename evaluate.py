@@ -3,6 +3,7 @@
 import json
 import os
 
+import config
 from imsearch import cli
 
 data, index, metrics, model, pictures, safeio, training, vectors = cli.lazy_modules(
@@ -31,7 +32,7 @@ def report_retrieval(settings, autoencoder):
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, measure reconstruction error, write reconstructions.png, print the figures."""
-    parser = cli.make_parser(__file__, __doc__, FIELDS)
+    parser = cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS)
     parser.add_argument("--dataset", dest="other_dataset", metavar="DATASET",
                         help="also measure the reconstruction error on this folder (default: the validation split only)")
     settings, arguments = cli.parse_config(parser, argv)

@@ -2,6 +2,7 @@
 
 import os
 
+import config
 from imsearch import InputError, cli, console
 
 distributed, index, model, safeio = cli.lazy_modules("distributed", "index", "model", "safeio")
@@ -14,7 +15,7 @@ FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "encode_batch
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, encode the folder (or what changed in it), write the index; return an IndexingReport."""
-    parser = cli.make_parser(__file__, __doc__, FIELDS)
+    parser = cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS)
     settings, _ = cli.parse_config(parser, argv)
     if settings.workers and (settings.shard or settings.update):
         parser.error("--workers encodes the whole folder in shards itself: give it without --shard and --update")

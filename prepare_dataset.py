@@ -2,7 +2,8 @@
 
 import os
 
-from imsearch import cli, config, console
+import config
+from imsearch import cli, console
 
 datasets, photos = cli.lazy_modules("datasets", "photos")
 
@@ -14,7 +15,7 @@ BUNDLED = ("fashion-mnist", "digits", "photos", "photos-small")
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, convert the dataset, and report what was written."""
-    parser = cli.make_parser(__file__, __doc__, ("dataset_root_dir",))
+    parser = cli.make_parser(__file__, __doc__, config.DEFAULTS, ("dataset_root_dir",))
     parser.add_argument("name", nargs="?", default="fashion-mnist", choices=SOURCES,
                         help="which dataset (default: fashion-mnist)")
     parser.add_argument("--source", default=None,

@@ -3,7 +3,8 @@
 import os
 import sys
 
-from imsearch import InputError, cli, config, console
+import config
+from imsearch import InputError, cli, console
 
 data, duplicates, gallery, index, model, pictures, ranking, safeio, vectors = cli.lazy_modules(
     "data", "duplicates", "gallery", "index", "model", "pictures", "ranking", "safeio", "vectors")
@@ -146,7 +147,7 @@ def hit_path(feature_index, row):
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, rank the index for every query, print hits, write montages."""
-    parser = cli.make_parser(__file__, __doc__, FIELDS)
+    parser = cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS)
     parser.add_argument("queries", nargs="*", help="query image paths; - reads paths from stdin, one per line")
     parser.add_argument("--index", dest="index_paths", action="append", metavar="INDEX",
                         help=f"the index; repeat it to search shard indexes as one (default: {config.INDEX_FILE} in --output)")

@@ -1,5 +1,6 @@
 """Train the regularized convolutional autoencoder on a folder of images."""
 
+import config
 from imsearch import cli, console
 
 training = cli.lazy_modules("training")
@@ -15,7 +16,7 @@ FIELDS = (
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, train, and report where the model went."""
-    settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, FIELDS), argv)
+    settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS), argv)
     model_path, history_rows = training.train(settings)
     best = min((row.get("val_loss", row["loss"]) for row in history_rows), default=float("nan"))
     console.log(f"{len(history_rows)} epochs, best val_loss {best:.5f}; model saved to {model_path}")

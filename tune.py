@@ -6,6 +6,7 @@ import json
 import os
 import random
 
+import config
 from imsearch import InputError, cli, console
 
 data, metrics, safeio, training = cli.lazy_modules("data", "metrics", "safeio", "training")
@@ -35,7 +36,7 @@ def draw_trials(settings):
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, train every drawn trial, print one tab-separated line each, save the best settings."""
-    settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, FIELDS), argv)
+    settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS), argv)
     if data.list_images(settings.dataset_dir)[1] is None:
         raise InputError(f"{settings.dataset_dir}: tuning scores retrieval by class, so it needs class subfolders (<class>/<image>)")
     print("\t".join(COLUMNS), flush=True)

@@ -42,7 +42,8 @@ import skimage
 
 from bench_heldout_photos import build_folder as build_heldout_folder, photo_paths as heldout_photo_paths
 from common import REPOSITORY_DIR, run_script
-from imsearch import config, photos
+import config
+from imsearch import photos
 
 BENCH_DIR = os.path.join(REPOSITORY_DIR, "dataset", "duplicates")
 RUN_DIR = os.path.join(REPOSITORY_DIR, "output", "bench", "duplicates")

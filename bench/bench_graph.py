@@ -13,7 +13,8 @@ import time
 import numpy as np
 
 import common
-from imsearch import config, encoding, graph, model, vectors
+import config
+from imsearch import encoding, graph, model, vectors
 
 
 def faiss_graph(features, neighbours):

@@ -12,7 +12,8 @@ import numpy as np
 
 import common
 import index_dataset
-from imsearch import config, data, encoding, model
+import config
+from imsearch import data, encoding, model
 
 
 def link_folder(paths, folder):

@@ -11,7 +11,8 @@ import sys
 import tempfile
 
 import common
-from imsearch import config, encoding, model
+import config
+from imsearch import encoding, model
 
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

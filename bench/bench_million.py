@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 import common
-from imsearch import config, descriptors, graph, index, ranking, vectors
+import config
+from imsearch import descriptors, graph, index, ranking, vectors
 
 RAW_LENGTH = 192 + descriptors.HISTOGRAM_LENGTH
 

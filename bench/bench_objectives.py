@@ -64,7 +64,8 @@ def folders(name, fashion_images):
 
 def encoder_scores(model_path, train_dir, test_dir, max_queries):
     """retrieval_metrics of the encoder's features alone, cosine with the query's mirror image, as search ranks."""
-    from imsearch import config, data, encoding, metrics, model, vectors
+    import config
+    from imsearch import data, encoding, metrics, model, vectors
 
     encoder = model.encoder_of(model.load_autoencoder(model_path))
     database_paths, database_labels = data.list_images(train_dir)

@@ -13,7 +13,8 @@ import os
 
 import common
 from bench_training import streamed_images_per_second
-from imsearch import config, data, photos
+import config
+from imsearch import data, photos
 
 OUTPUT_DIR = os.path.join(common.REPOSITORY_DIR, "output", "bench", "photo-training")
 # What train.py infers for a folder of photos of varied sizes (data.VARIED_IMAGE_SIZE, colour).

@@ -65,7 +65,8 @@ def graph_of(features):
 
 def table_rows(name, epochs, max_queries, index_flags=()):
     """(features, re-ranking, metrics) rows of one set."""
-    from imsearch import config, data, descriptors, encoding, graph, index, model
+    import config
+    from imsearch import data, descriptors, encoding, graph, index, model
 
     train_dir, test_dir, output_dir = prepare(name, epochs, index_flags)
     autoencoder = model.load_autoencoder(os.path.join(output_dir, "autoencoder.keras"))

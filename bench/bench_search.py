@@ -6,7 +6,8 @@ import time
 import numpy as np
 
 import common
-from imsearch import config, encoding, model, ranking, vectors
+import config
+from imsearch import encoding, model, ranking, vectors
 
 FASHION_TEST_DIR = "dataset/fashion-mnist/test"
 

@@ -8,7 +8,8 @@ import numpy as np
 from tensorflow import keras
 
 import common
-from imsearch import config, data, model, training
+import config
+from imsearch import data, model, training
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the scripts: flags generated from config.Config, one-line errors."""
+"""Command-line plumbing shared by the scripts: flags generated from the defaults they pass (config.py), one-line errors."""
 
 import argparse
 import dataclasses
@@ -7,7 +7,7 @@ import importlib.util
 import os
 import sys
 
-from imsearch import InputError, config, console
+from imsearch import InputError, console
 
 # Fields that must be positive, and those that may also be zero, checked for every script.
 POSITIVE_FIELDS = ("latent_dim", "temperature", "projection_dim", "compact_length", "learning_rate", "batch_size", "epochs", "encode_batch_size", "top_k", "tune_trials", "tune_epochs")
@@ -23,19 +23,19 @@ def flag_name(field_name):
     return "--" + field_name.replace("_", "-")
 
 
-def add_config_flags(parser, field_names):
-    """Add one flag per named config field, typed from its default, with the default in its help."""
-    fields = {field.name: field for field in dataclasses.fields(config.Config)}
+def add_config_flags(parser, defaults, field_names):
+    """Add one flag per named field of the defaults dataclass, typed from its default, with the default in its help."""
+    fields = {field.name: field for field in dataclasses.fields(defaults)}
     for name in field_names:
-        field = fields[name]
-        help_text = f"{field.metadata['help']} (default: {format_default(field.default)})"
-        keywords = {"dest": name, "default": field.default, "help": help_text}
-        if isinstance(field.default, bool):
+        field, default = fields[name], getattr(defaults, name)
+        help_text = f"{field.metadata['help']} (default: {format_default(default)})"
+        keywords = {"dest": name, "default": default, "help": help_text}
+        if isinstance(default, bool):
             keywords["action"] = argparse.BooleanOptionalAction
-        elif isinstance(field.default, tuple):
-            keywords.update(type=type(field.default[0]), nargs="+")
+        elif isinstance(default, tuple):
+            keywords.update(type=type(default[0]), nargs="+")
         else:
-            keywords.update(type=type(field.default), choices=field.metadata["choices"])
+            keywords.update(type=type(default), choices=field.metadata["choices"])
         parser.add_argument(flag_name(name), **keywords)
 
 
@@ -53,20 +53,22 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def make_parser(script_path, description, field_names):
-    """An ArgumentParser for the script at script_path with the given config fields as flags."""
+def make_parser(script_path, description, defaults, field_names):
+    """An ArgumentParser for the script at script_path with the named fields of defaults (a config dataclass) as flags."""
     parser = OneLineErrorParser(prog=os.path.basename(script_path), description=description, allow_abbrev=False)
-    add_config_flags(parser, field_names)
+    parser.set_defaults(_config_defaults=defaults)
+    add_config_flags(parser, defaults, field_names)
     return parser
 
 
 def parse_config(parser, argv):
-    """Parse argv into a Config (unknown fields keep their defaults); flag mistakes exit via parser.error."""
+    """Parse argv into the make_parser defaults' dataclass (unflagged fields keep their defaults); mistakes exit via parser.error."""
     namespace = parser.parse_args(argv)
-    field_names = {field.name for field in dataclasses.fields(config.Config)}
+    defaults = namespace._config_defaults
+    field_names = {field.name for field in dataclasses.fields(defaults)}
     values = {name: value for name, value in vars(namespace).items() if name in field_names}
     values = {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
-    settings = dataclasses.replace(config.DEFAULTS, **values).in_run_folder()
+    settings = dataclasses.replace(defaults, **values).in_run_folder()
     problem = find_invalid_value(settings)
     if problem:
         parser.error(problem)

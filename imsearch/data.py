@@ -178,7 +178,8 @@ def resize_and_crop(image, image_size):
 def split_indices(count, validation_fraction, seed):
     """Train and validation indices of a seeded permutation, identical in every script."""
     permutation = np.random.default_rng(seed).permutation(count)
-    validation_count = max(1, round(count * validation_fraction)) if count > 1 else 0
+    # At least one image on each side once there are two, whatever the fraction.
+    validation_count = min(count - 1, max(1, round(count * validation_fraction))) if count > 1 else 0
     return np.sort(permutation[validation_count:]), np.sort(permutation[:validation_count])
 
 

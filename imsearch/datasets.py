@@ -9,9 +9,9 @@ import tempfile
 import cv2
 import numpy as np
 
-from imsearch import InputError, config, data, safeio
+from imsearch import InputError, data, locations, safeio
 
-DEBIAN_FASHION_MNIST_DIR = config.DEBIAN_FASHION_MNIST_DIR
+DEBIAN_FASHION_MNIST_DIR = locations.DEBIAN_FASHION_MNIST_DIR
 FASHION_MNIST_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot")
 DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
 IDX_FILES = {
@@ -31,6 +31,8 @@ def read_idx(path):
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
         raise InputError(f"{path}: not an unsigned-byte idx file")
     dimensions = raw[3]
+    if len(raw) < 4 + 4 * dimensions:
+        raise InputError(f"{path}: its header declares {dimensions} dimensions but the file ends first; the file is truncated")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dimensions)
     if body.size != int(np.prod(shape)):
@@ -89,29 +91,42 @@ def load_digits(test_fraction=0.2, seed=0, size=32):
 
 def load_cifar_splits(source_dir, fine=True):
     """{split: (images, labels)} and class names from CIFAR-10 or CIFAR-100 python batches."""
-    def batch(name):
+    def entry(name, key):
+        """One entry of the CIFAR batch file name; a file without it is not a CIFAR batch."""
         path = os.path.join(source_dir, name)
         if not os.path.isfile(path):
             raise InputError(f"{path}: CIFAR batch not found; pass the folder holding the python batches")
         # CIFAR batches are pickles: the restricted unpickler accepts their arrays and runs nothing.
-        return safeio.restricted_load(path, encoding="bytes")
+        contents = safeio.restricted_load(path, encoding="bytes")
+        if not isinstance(contents, dict) or key not in contents:
+            raise InputError(f"{path}: not a CIFAR python batch (no {key.decode()!r} entry); pass the folder of the "
+                             "'CIFAR-10 python version' or 'CIFAR-100 python version' download")
+        return contents[key], path
+
+    def images_of(name):
+        """The images of a batch: rows of 3072 bytes, the red, green and blue 32x32 planes in turn."""
+        rows, path = entry(name, b"data")
+        rows = np.asarray(rows, dtype=np.uint8)
+        if rows.ndim != 2 or rows.shape[1] != 3 * 32 * 32:
+            raise InputError(f"{path}: its data is not rows of 3,072 bytes (32x32 colour); the file is damaged")
+        return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
     if os.path.isfile(os.path.join(source_dir, "batches.meta")):
-        names = [name.decode() for name in batch("batches.meta")[b"label_names"]]
+        names = entry("batches.meta", b"label_names")[0]
         parts = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
         label_key = b"labels"
     else:
-        names = [name.decode() for name in batch("meta")[b"fine_label_names" if fine else b"coarse_label_names"]]
+        names = entry("meta", b"fine_label_names" if fine else b"coarse_label_names")[0]
         parts = {"train": ["train"], "test": ["test"]}
         label_key = b"fine_labels" if fine else b"coarse_labels"
     splits = {}
     for split, batch_names in parts.items():
-        batches = [batch(name) for name in batch_names]
-        # Rows are 3072 bytes: the red, green and blue 32x32 planes in turn.
-        images = np.concatenate([np.asarray(b[b"data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        labels = np.concatenate([np.asarray(b[label_key]) for b in batches])
+        images = np.concatenate([images_of(name) for name in batch_names])
+        labels = np.concatenate([np.asarray(entry(name, label_key)[0]) for name in batch_names])
+        if len(images) != len(labels):
+            raise InputError(f"{source_dir}: {split} has {len(images)} images but {len(labels)} labels")
         splits[split] = (images, labels)
-    return splits, tuple(names)
+    return splits, tuple(name.decode() if isinstance(name, bytes) else str(name) for name in names)
 
 
 def write_image_folders(splits, class_names, target_dir):

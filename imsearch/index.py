@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from imsearch import InputError, config, console, data, encoding, graph, model, projection, ranking, safeio, vectors
+from imsearch import InputError, console, data, encoding, graph, locations, model, projection, ranking, safeio, vectors
 
 FORMAT_VERSION = 5
 # Format 4 differs only in float32 features and no projection fields, so it is read as it is.
@@ -82,7 +82,7 @@ class FeatureIndex:
             (isinstance(self.features, np.ndarray) and self.features.ndim == 2 and self.features.shape[0] == count
              and self.features.dtype == np.float32, "features do not match its paths"),
             (isinstance(self.model_sha256, str), "model_sha256 is not a string"),
-            (type(self.image_size) is int and type(self.channels) is int and self.channels in (1, 3), "bad image shape"),
+            (type(self.image_size) is int and self.image_size > 0 and type(self.channels) is int and self.channels in (1, 3), "bad image shape"),
             (type(self.histograms) is bool, "histograms is not a boolean"),
             (self.shard is None or isinstance(self.shard, str), "shard is not a string"),
             (self.graph_problem() is None, self.graph_problem()),
@@ -447,7 +447,7 @@ def load_indexes(index_paths, autoencoder=None, model_sha256=None):
 def load_index(index_path, autoencoder=None, model_sha256=None):
     """Read an index with the restricted unpickler and check it belongs to the given model."""
     if not os.path.isfile(index_path):
-        raise safeio.missing_file_error(index_path, "index", config.INDEX_FILE, "index_dataset.py", "--index",
+        raise safeio.missing_file_error(index_path, "index", locations.INDEX_FILE, "index_dataset.py", "--index",
                                         f"make it with index_dataset.py --index {index_path}")
     try:
         feature_index = FeatureIndex.from_dict(safeio.restricted_load(index_path))

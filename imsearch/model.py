@@ -2,7 +2,7 @@
 
 import os
 
-from imsearch import InputError, config, invariance, safeio
+from imsearch import InputError, invariance, locations, safeio
 from imsearch.backend import keras
 
 layers = keras.layers
@@ -125,7 +125,7 @@ def compile_view_trainer(trainer, settings, steps_per_epoch):
 def load_autoencoder(model_path):
     """Load this suite's autoencoder with safe_mode; InputError for anything else."""
     if not os.path.isfile(model_path):
-        raise safeio.missing_file_error(model_path, "model", config.MODEL_FILE, "train.py", "--model",
+        raise safeio.missing_file_error(model_path, "model", locations.MODEL_FILE, "train.py", "--model",
                                         "pass --model with a model train.py wrote")
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)

@@ -7,7 +7,7 @@ import zlib
 import cv2
 import numpy as np
 
-from imsearch import InputError, config, console, datasets
+from imsearch import InputError, console, datasets, locations
 
 # The photographs among Debian's wallpapers, one entry per picture (never per file): plasma ships each
 # picture at many resolutions, and the largest file of its folder is taken. Left out as drawings or
@@ -39,7 +39,7 @@ WALLPAPER_PHOTOS = {
     "path": ("plasma-workspace-wallpapers", "wallpapers/Path/contents/images"),
     "summer-1am": ("plasma-workspace-wallpapers", "wallpapers/summer_1am/contents/images"),
 }
-SHARE_DIR = config.DEBIAN_SHARE_DIR
+SHARE_DIR = locations.DEBIAN_SHARE_DIR
 # scikit-image's bundled colour photographs, name: file stem (motorcycle_right is left out: the other half
 # of a stereo pair).
 SKIMAGE_PHOTOS = {"astronaut": "astronaut", "chelsea": "chelsea", "coffee": "coffee", "hubble-deep-field": "hubble_deep_field",

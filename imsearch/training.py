@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 
-from imsearch import InputError, config, console, data, model, pictures, safeio
+from imsearch import InputError, console, data, locations, model, pictures, safeio
 from imsearch.backend import keras, tf
 
 HISTORY_FILE = "history.csv"
@@ -204,6 +204,9 @@ def train(settings):
     if settings.image_size % multiple:
         settings = dataclasses.replace(settings, image_size=-(-settings.image_size // multiple) * multiple)
         console.warn(f"image size rounded up to {settings.image_size}: each of the {len(settings.filters)} --filters halves it")
+    if settings.shift_pixels >= settings.image_size:
+        raise InputError(f"--shift-pixels {settings.shift_pixels} must be below the image size ({settings.image_size} pixels); "
+                         "shifts of a few pixels are what it is for")
     console.log(f"reading the {len(train_paths) + len(validation_paths)} images of {settings.dataset_dir}")
     train_paths = data.keep_readable(train_paths, settings.image_size, settings.channels)
     validation_paths = data.keep_readable(validation_paths, settings.image_size, settings.channels) if validation_paths else []
@@ -214,7 +217,7 @@ def train(settings):
     shape = (settings.image_size, settings.channels)
     train_data = input_pipeline(train_paths, shape, settings, shuffle_seed=settings.seed)
     validation_data = input_pipeline(validation_paths, shape, settings)
-    model_path = os.path.join(settings.output_dir, config.MODEL_FILE)
+    model_path = os.path.join(settings.output_dir, locations.MODEL_FILE)
     record = json.loads(json.dumps(dataclasses.asdict(settings) | {
         "model_path": model_path, "train_images": len(train_paths), "validation_images": len(validation_paths)}))
     resume_dir = os.path.join(settings.output_dir, "logs", "resume")

@@ -1,13 +1,17 @@
-"""Flags are generated from config.Config: names, types, defaults in --help, no abbreviations."""
+"""Flags are generated from the top-level config.py: names, types, defaults in --help, no abbreviations."""
 
 import dataclasses
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
+import config
 import index_dataset
 import search
 import train
-from imsearch import cli, config
+from imsearch import cli
 
 
 def test_every_train_flag_comes_from_the_config(capsys):
@@ -26,11 +30,22 @@ def test_flag_names_drop_dir_and_path_suffixes():
 
 
 def test_parsed_values_are_typed_and_frozen():
-    parser = cli.make_parser("test.py", "test", ("epochs", "learning_rate", "filters", "images"))
+    parser = cli.make_parser("test.py", "test", config.DEFAULTS, ("epochs", "learning_rate", "filters", "images"))
     settings, _ = cli.parse_config(parser, ["--epochs", "3", "--learning-rate", "0.01", "--filters", "8", "16", "--no-images"])
     assert (settings.epochs, settings.learning_rate, settings.filters, settings.images) == (3, 0.01, (8, 16), False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.epochs = 5
+
+
+def test_the_scripts_take_their_defaults_from_the_top_level_config_which_the_package_never_imports(tmp_path):
+    assert pathlib.Path(config.__file__).resolve() == pathlib.Path(__file__).resolve().parents[1] / "config.py"
+    # From another directory, with every imsearch module loaded: the package stands on its own.
+    modules = [path.stem for path in pathlib.Path(cli.__file__).parent.glob("*.py") if path.stem != "__init__"]
+    program = f"import sys, imsearch; [__import__('imsearch.' + name) for name in {modules!r}]; print('config' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    parser = cli.make_parser("test.py", "test", dataclasses.replace(config.DEFAULTS, epochs=7), ("epochs",))
+    assert cli.parse_config(parser, [])[0].epochs == 7
 
 
 def test_every_field_is_a_flag_of_some_script_with_its_reason_in_the_help(capsys):

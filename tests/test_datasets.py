@@ -33,6 +33,10 @@ def test_idx_round_trip_and_truncation(tmp_path):
         file.write(raw[:-10])
     with pytest.raises(InputError, match="truncated"):
         datasets.read_idx(str(tmp_path / "cut.gz"))
+    with gzip.open(tmp_path / "header.gz", "wb") as file:
+        file.write(raw[:9])  # Three dimensions declared, the second one's size cut short.
+    with pytest.raises(InputError, match="header declares 3 dimensions but the file ends first"):
+        datasets.read_idx(str(tmp_path / "header.gz"))
 
 
 def test_prepare_mnist_from_idx_files(tmp_path):
@@ -61,6 +65,21 @@ def test_prepare_cifar10_batches_keeps_colours(tmp_path):
     assert len(os.listdir(cat_dir)) == 5
     blue, green, red = cv2.imread(str(cat_dir / os.listdir(cat_dir)[0])).reshape(-1, 3).mean(axis=0)
     assert red == 200 and blue == 0
+
+
+@pytest.mark.parametrize("meta, message", [
+    ({b"names": [b"cat"]}, "batches.meta: not a CIFAR python batch (no 'label_names' entry)"),
+    ([b"cat", b"dog"], "batches.meta: not a CIFAR python batch (no 'label_names' entry)"),
+    ({b"label_names": [b"cat", b"dog"]}, "data_batch_1: its data is not rows of 3,072 bytes"),
+])
+def test_prepare_refuses_files_that_are_no_cifar_batches_in_one_line(meta, message, tmp_path, capsys):
+    from conftest import fails_with
+
+    for name in [f"data_batch_{number}" for number in range(1, 6)] + ["test_batch"]:
+        (tmp_path / name).write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, protocol=4))
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps(meta, protocol=4))
+    line = fails_with(prepare_dataset, ["cifar10", "--source", str(tmp_path), "--dataset-root", str(tmp_path / "out")], capsys)
+    assert message in line
 
 
 @pytest.mark.skipif(not os.path.isdir(datasets.DEBIAN_FASHION_MNIST_DIR),

@@ -10,7 +10,8 @@ import sklearn
 import index_dataset
 import search
 import train
-from imsearch import config, photos
+import config
+from imsearch import photos
 
 
 def edited(image):

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 
 import train
-from imsearch import config, data, model, photos
+import config
+from imsearch import data, model, photos
 from imsearch.backend import keras
 
 

@@ -6,8 +6,8 @@ import sys
 
 import cv2
 
+import config
 import search
-from imsearch import config
 
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -106,3 +106,36 @@ def test_a_huge_top_k_costs_no_more_memory_than_the_index_holds(gray_model, gray
     tracemalloc.stop()
     assert len(capsys.readouterr().out.splitlines()) > 0
     assert peak < 50 * 2**20  # 3,000,000 rows of int64 and float32 alone would take 34 MiB per array.
+
+
+def test_a_validation_share_near_one_still_leaves_an_image_to_train_on():
+    from imsearch import data
+
+    train_rows, validation_rows = data.split_indices(40, 0.99, seed=0)
+    assert len(train_rows) == 1 and len(validation_rows) == 39
+    assert sorted([*train_rows, *validation_rows]) == list(range(40))
+
+
+def test_shifts_as_large_as_the_image_are_refused_before_training(gray_dataset, tmp_path, capsys):
+    import train
+    from conftest import fails_with
+
+    line = fails_with(train, ["--dataset", str(gray_dataset / "test"), "--output", str(tmp_path / "run"),
+                              "--shift-pixels", "28"], capsys)
+    assert "--shift-pixels 28 must be below the image size (28 pixels)" in line
+    assert not (tmp_path / "run" / config.MODEL_FILE).exists()
+
+
+def test_an_index_with_a_negative_image_size_is_refused_in_one_line(gray_model, gray_index, tmp_path, capsys):
+    import pickle
+
+    from conftest import fails_with
+
+    with open(gray_index, "rb") as file:
+        saved = pickle.load(file)
+    saved["image_size"] = -5
+    with open(tmp_path / "odd.pkl", "wb") as file:
+        pickle.dump(saved, file)
+    line = fails_with(search, ["--model", str(gray_model / config.MODEL_FILE), "--index", str(tmp_path / "odd.pkl"),
+                               "--duplicates"], capsys)
+    assert "odd.pkl" in line and "bad image shape" in line

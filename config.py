@@ -1,14 +1,12 @@
-"""Every default of the image search suite, each stated once with the reason for it."""
+"""Every default of the image search suite, each stated once with the reason for it.
+
+The scripts share this module; they pass its settings to the imsearch package, which never imports it.
+"""
 
 import dataclasses
 import os
 
-# The files a run folder (--output) holds, each written by one script and read by the later ones.
-MODEL_FILE = "autoencoder.keras"
-INDEX_FILE = "features.pkl"
-# Where Debian's packages put the bundled benchmark data (dataset-fashion-mnist, the wallpaper packages).
-DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-DEBIAN_SHARE_DIR = "/usr/share"
+from imsearch.locations import DEBIAN_FASHION_MNIST_DIR, DEBIAN_SHARE_DIR, INDEX_FILE, MODEL_FILE  # noqa: F401 (re-exported for the scripts)
 
 
 def option(default, reason, choices=None):
