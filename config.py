@@ -80,7 +80,7 @@ class Config:
     metric: str = option("cosine", "distance search ranks by, and index_dataset.py builds the approximate index for; diffusion re-ranks cosine only, so euclidean turns it off", choices=("euclidean", "cosine"))
     queries_dir: str = option("", "labelled folder of queries for retrieval metrics against --index; empty skips them")
     sample: int = option(0, "also search N random images of --sample-dir, after any listed queries")
-    sample_dir: str = option("", "folder to sample queries from; empty means the test folder beside the dataset, else the dataset")
+    sample_dir: str = option("", "folder to sample queries from; empty means the test folder beside the indexed folder when there is one, else the indexed folder")
     images: bool = option(True, "write query and result montages to the output folder")
     duplicates: bool = option(False, "instead of searching queries, print each pair of duplicate images in the index once, the file to keep first: copies of one picture (resized, re-encoded, brightened, mirrored, cropped), verified pixel by pixel")
     duplicate_distance: float = option(0.4, "largest cosine distance between two images' histograms at which --duplicates compares their pixels; their pixels decide")

@@ -24,6 +24,8 @@ def main(argv=None):
     settings, arguments = cli.parse_config(parser, argv)
     if arguments.name not in BUNDLED and not arguments.source:
         parser.error(f"{arguments.name} needs --source DIR, the folder holding its downloaded files")
+    if arguments.source and not os.path.isdir(arguments.source):
+        parser.error(f"--source {arguments.source}: no such folder; pass the folder holding the downloaded files")
     target_dir = os.path.join(settings.dataset_root_dir, arguments.name)
     if os.path.exists(target_dir):
         console.log(f"{target_dir} already exists; nothing to do (remove it to prepare again)")

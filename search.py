@@ -1,6 +1,7 @@
 """Find the images of an index most similar to query images; one tab-separated line per hit."""
 
 import os
+import re
 import sys
 
 import config
@@ -9,32 +10,24 @@ from imsearch import InputError, cli, console
 data, duplicates, gallery, index, model, pictures, ranking, safeio, vectors = cli.lazy_modules(
     "data", "duplicates", "gallery", "index", "model", "pictures", "ranking", "safeio", "vectors")
 
-FIELDS = ("dataset_dir", "output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
+FIELDS = ("output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
           "images", "html_path", "encode_batch_size", "seed", "diffusion", "duplicates", "duplicate_distance")
 
 
-def gather_queries(arguments, settings):
-    """Query paths from the arguments, from stdin for '-', or sampled from a folder."""
-    query_paths = []
+def gather_queries(arguments, settings, indexed_dir):
+    """Query paths from the arguments, from stdin for '-' (read as they are needed), then sampled from a folder.
+
+    --sample takes its images from --sample-dir, else from the test folder beside the indexed folder, else from it.
+    """
     for argument in arguments:
         if argument == "-":
-            query_paths.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
+            # Bytes, decoded as the filesystem does: a name that is not UTF-8 stays the same file.
+            yield from (os.fsdecode(line.rstrip(b"\n")) for line in sys.stdin.buffer if line.strip())
         else:
-            query_paths.append(argument)
+            yield argument
     if settings.sample:
-        sample_dir = settings.sample_dir or data.default_sample_dir(settings.dataset_dir)
-        query_paths.extend(data.sample_images(sample_dir, settings.sample, settings.seed))
-    return query_paths
-
-
-# Control characters (tab, newline, carriage return, terminal escapes) as \t, \n, \r or \xNN; a backslash doubled.
-ESCAPES = {0x5C: "\\\\", 0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"} | {
-    code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F] if code not in (0x09, 0x0A, 0x0D)}
-
-
-def escape(text):
-    """Backslash-escape a file name so it can never break the one-line, tab-separated format nor drive a terminal."""
-    return text.translate(ESCAPES)
+        sample_dir = settings.sample_dir or data.default_sample_dir(indexed_dir)
+        yield from data.sample_images(sample_dir, settings.sample, settings.seed)
 
 
 def display_path(path):
@@ -43,10 +36,9 @@ def display_path(path):
     return os.path.abspath(path) if relative.startswith("..") else relative
 
 
-def write_pictures(settings, feature_index, query_paths, rows, distances):
-    """Per query, query_<i>.jpg and results_<i>.jpg (hits in rank order), and the HTML gallery if asked."""
-    sections, missing = [], []
-    for number, (query_path, hit_rows, hit_distances) in enumerate(zip(query_paths, rows, distances), start=1):
+def write_pictures(settings, feature_index, query_paths, rows, distances, first_number, sections, missing):
+    """Per query, query_<i>.jpg and results_<i>.jpg (hits in rank order) from first_number on; gallery sections appended."""
+    for number, (query_path, hit_rows, hit_distances) in enumerate(zip(query_paths, rows, distances), start=first_number):
         query_image = read_for_display(query_path, missing)
         hit_distances = hit_distances[hit_rows >= 0]
         hit_paths = [hit_path(feature_index, row) for row in hit_rows[hit_rows >= 0]]
@@ -59,9 +51,16 @@ def write_pictures(settings, feature_index, query_paths, rows, distances):
         if settings.html_path:
             hits = [(display_path(path), distance, image) for path, distance, image in zip(hit_paths, hit_distances, hit_images)]
             sections.append(gallery.query_section(number, query_path, query_image, hits))
-    if settings.html_path:
-        gallery.write_gallery(settings.html_path, sections, f"{len(sections)} queries, ranked by {settings.metric} distance.")
-    report_missing(missing)
+
+
+def clear_earlier_pictures(output_dir):
+    """Remove the query and result pictures an earlier search left in output_dir, saying so: this search's replace them."""
+    earlier = [name for name in os.listdir(output_dir) if re.fullmatch(r"(query|results)_[0-9]+\.jpg", name)] \
+        if os.path.isdir(output_dir) else []
+    for name in earlier:
+        os.remove(os.path.join(output_dir, name))
+    if earlier:
+        console.note(f"replaced the {len(earlier)} pictures of an earlier search in {output_dir} (query_*.jpg, results_*.jpg)")
 
 
 def report_missing(missing):
@@ -74,7 +73,7 @@ def report_missing(missing):
 def read_for_display(path, missing):
     """An image for the pictures, or a blank cell (its path appended to missing) when it can no longer be read."""
     try:
-        return data.read_image(path, pictures.CELL_SIZE, 3)
+        return data.read_display_image(path, pictures.CELL_SIZE)
     except data.UnreadableImage:
         missing.append(path)
         return pictures.blank_cell()
@@ -91,7 +90,7 @@ def report_duplicates(settings, index_paths):
                          "compares; index the folder again without that flag")
     pairs, sets = duplicates.find_duplicates(feature_index, settings.duplicate_distance, settings.encode_batch_size)
     for pair in pairs:
-        print(f"{escape(display_path(hit_path(feature_index, pair.keep)))}\t{escape(display_path(hit_path(feature_index, pair.copy)))}"
+        print(f"{console.escape(display_path(hit_path(feature_index, pair.keep)))}\t{console.escape(display_path(hit_path(feature_index, pair.copy)))}"
               f"\t{pair.distance:.6f}\t{pair.verdict.correlation:.4f}\t{pair.verdict.differing:.4f}\t{pair.verdict.alignment}")
     sys.stdout.flush()
     console.log(f"{len(pairs)} duplicate pairs in {len(sets)} sets among {feature_index.count} images")
@@ -121,22 +120,26 @@ def load_indexes(index_paths, autoencoder, settings):
     return feature_index, approximate
 
 
-def report_unreadable(query_paths, found_paths):
+def report_unreadable(skipped, first_skipped, found_count):
     """Warn with a count about unreadable queries; an error when none was readable."""
-    if len(found_paths) == len(query_paths):
+    if not skipped:
         return
-    found = set(found_paths)
-    missing = next(path for path in query_paths if path not in found)
-    if not found_paths:
-        raise InputError(f"{missing}: {data.why_unreadable(missing)}")
-    console.warn(f"skipped {len(query_paths) - len(found_paths)} unreadable query image(s), first: {missing}: "
-                 f"{data.why_unreadable(missing)}")
+    if not found_count:
+        raise InputError(f"{first_skipped}: {data.why_unreadable(first_skipped)}")
+    console.warn(f"skipped {skipped} unreadable query image(s), first: {first_skipped}: {data.why_unreadable(first_skipped)}")
+
+
+def counted(paths, tally):
+    """The paths, each also appended to tally (the batch being ranked), so skipped ones can be named."""
+    for path in paths:
+        tally.append(path)
+        yield path
 
 
 def format_hit(query_path, rank, distance, path):
     """One output line, query<TAB>rank<TAB>distance<TAB>path, both paths shown alike (see display_path)."""
     # Distances are never negative: float rounding of an exact copy must not print as -0.000000.
-    return f"{escape(display_path(query_path))}\t{rank}\t{max(float(distance), 0.0):.6f}\t{escape(display_path(path))}"
+    return f"{console.escape(display_path(query_path))}\t{rank}\t{max(float(distance), 0.0):.6f}\t{console.escape(display_path(path))}"
 
 
 def hit_path(feature_index, row):
@@ -158,29 +161,47 @@ def main(argv=None):
             parser.error("--duplicates compares the indexed images with each other: give no queries and no --sample")
         report_duplicates(settings, index_paths)
         return
-    query_paths = gather_queries(arguments.queries, settings)
-    if not query_paths:
+    if not arguments.queries and not settings.sample:
         parser.error("no queries: give image paths, - to read them from stdin, or --sample N")
     if settings.metric == "euclidean" and settings.diffusion:
         console.warn("--metric euclidean ranks without diffusion, which re-ranks cosine similarities only; "
                      "pass --no-diffusion to say so, or use the default cosine")
     autoencoder = model.load_autoencoder(settings.model_path)
     feature_index, approximate = load_indexes(index_paths, autoencoder, settings)
-    found_paths, rows, distances = ranking.search(model.encoder_of(autoencoder), feature_index, query_paths,
-                                                settings.top_k, settings.metric, settings.encode_batch_size, approximate,
-                                                settings.diffusion)
-    report_unreadable(query_paths, found_paths)
-    without_hits = 0
-    for query_path, hit_rows, hit_distances in zip(found_paths, rows, distances):
-        found = hit_rows >= 0  # Row -1: nothing left to show (a small index, or the query's own row left out).
-        without_hits += not found.any()
-        for rank, (row, distance) in enumerate(zip(hit_rows[found], hit_distances[found]), start=1):
-            print(format_hit(query_path, rank, distance, hit_path(feature_index, row)))
-    sys.stdout.flush()
+    # Each batch's hits are printed and its pictures written as soon as it is ranked: memory stays that of a
+    # batch, and a reader sees the first hits while later queries are still being read.
+    query_paths = gather_queries(arguments.queries, settings, feature_index.dataset_dir)
+    batch, skipped, first_skipped, found_count, without_hits, sections, missing = [], 0, None, 0, 0, [], []
+    if settings.images:
+        clear_earlier_pictures(settings.output_dir)
+    batches = ranking.search_batches(model.encoder_of(autoencoder), feature_index,
+                                     counted(query_paths, batch), settings.top_k,
+                                     settings.metric, settings.encode_batch_size, approximate, settings.diffusion)
+    for found_paths, rows, distances in batches:
+        if not found_count:
+            data.warn_if_colour_for_gray_model(found_paths, model.image_shape_of(autoencoder)[1], "the queries")
+        if len(found_paths) < len(batch):
+            readable = set(found_paths)
+            first_skipped = first_skipped or next(path for path in batch if path not in readable)
+            skipped += len(batch) - len(found_paths)
+        batch.clear()
+        for query_path, hit_rows, hit_distances in zip(found_paths, rows, distances):
+            found = hit_rows >= 0  # Row -1: nothing left to show (a small index, or the query's own row left out).
+            without_hits += not found.any()
+            for rank, (row, distance) in enumerate(zip(hit_rows[found], hit_distances[found]), start=1):
+                print(format_hit(query_path, rank, distance, hit_path(feature_index, row)))
+        sys.stdout.flush()
+        if settings.images or settings.html_path:
+            write_pictures(settings, feature_index, found_paths, rows, distances, found_count + 1, sections, missing)
+        found_count += len(found_paths)
+    if not found_count and not skipped:
+        raise InputError("no queries: stdin held no paths; give image paths, one per line")
+    report_unreadable(skipped, first_skipped, found_count)
     if without_hits:
         console.warn(f"{without_hits} query(ies) got no hits: the index holds no image other than the query itself")
-    if settings.images or settings.html_path:
-        write_pictures(settings, feature_index, found_paths, rows, distances)
+    if settings.html_path:
+        gallery.write_gallery(settings.html_path, sections, f"{len(sections)} queries, ranked by {settings.metric} distance.")
+    report_missing(missing)
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def reports_errors(main):
             console.log(f"{program}: error: {error}")
             sys.exit(2)
         except KeyboardInterrupt:
-            console.log(f"{program}: interrupted; files already written are intact")
+            console.log(f"{program}: interrupted; no file was left half-written (each is written whole, then renamed)")
             sys.exit(130)
         except BrokenPipeError:
             # The reader of stdout has gone (| head): stop quietly, as grep and sort do. Python flushes stdout

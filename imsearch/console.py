@@ -6,6 +6,18 @@ import sys
 import threading
 
 
+# Control characters (tab, newline, carriage return, terminal escapes) as \t, \n, \r or \xNN, a backslash
+# doubled, and each byte of a name that is not UTF-8 (Python holds byte b as the surrogate U+DC00 + b) as \xNN.
+ESCAPES = {0x5C: "\\\\", 0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"} | {
+    code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F] if code not in (0x09, 0x0A, 0x0D)} | {
+    0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)}
+
+
+def escape(name):
+    """A file name as printable text on one line: it can never break a tab-separated line nor drive a terminal."""
+    return name.translate(ESCAPES)
+
+
 def log(message):
     """One line of progress or log on stderr, flushed so it shows while the work goes on."""
     print(message, file=sys.stderr, flush=True)

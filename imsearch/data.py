@@ -90,6 +90,21 @@ def read_image(path, image_size, channels, stamp=None):
     return image.reshape(image_size, image_size, channels)
 
 
+def read_display_image(path, longer_side):
+    """The whole picture for people to look at: RGB uint8 with its longer side at most longer_side, aspect kept."""
+    encoded = read_regular_file(path)
+    if encoded is None:
+        raise UnreadableImage(f"{path}: not a regular file (missing, a broken link, or a device)")
+    image = cv2.imdecode(encoded, decode_flag(encoded, longer_side, 3)) if encoded.size else None
+    if image is None or image.size == 0:
+        raise UnreadableImage(f"{path}: not a readable image")
+    scale = longer_side / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def decode_flag(encoded, image_size, channels):
     """OpenCV's imdecode flag for an image: a JPEG large enough is decoded at 1/2, 1/4 or 1/8 of its size.
 
@@ -173,6 +188,20 @@ def resize_and_crop(image, image_size):
     resized = cv2.resize(image, (new_width, new_height), interpolation=interpolation)
     top, left = (new_height - image_size) // 2, (new_width - image_size) // 2
     return resized[top : top + image_size, left : left + image_size]
+
+
+def warn_if_colour_for_gray_model(paths, channels, what):
+    """Warn when colour images (judged on up to 50 of paths) meet a model trained on gray ones, which ignores colour."""
+    if channels != 1 or not paths:
+        return
+    sample = paths[:: max(1, len(paths) // 50)][:50]
+    try:
+        _, found_channels = infer_image_shape(sample)
+    except InputError:  # None readable: the caller reports unreadable images itself.
+        return
+    if found_channels == 3:
+        console.warn(f"{what} are in colour but the model was trained on gray images, so their colours are ignored; "
+                     "for colour photos train a model on them (train.py --dataset FOLDER --output RUN_FOLDER)")
 
 
 def split_indices(count, validation_fraction, seed):
@@ -288,7 +317,8 @@ def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None,
         images = [read_image(os.fsdecode(path), image_size, channels) for path in batch_paths]
         return np.stack(images).astype(np.float32) / 255.0
 
-    dataset = tf.data.Dataset.from_tensor_slices(np.array(paths))
+    # As bytes: a tensor holds any name the filesystem allows, UTF-8 or not; load decodes it back.
+    dataset = tf.data.Dataset.from_tensor_slices(np.array([os.fsencode(path) for path in paths]))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(

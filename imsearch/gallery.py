@@ -6,7 +6,7 @@ import os
 
 import cv2
 
-from imsearch import pictures, safeio
+from imsearch import console, pictures, safeio
 
 THUMBNAIL_SIZE = 112
 # Pictures the other scripts leave in the output folder, linked from the page when present.
@@ -34,10 +34,15 @@ def data_uri(rgb_image):
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
 
 
+def text(line):
+    """Plain text (file names included, as search.py prints them: console.escape) made safe in HTML."""
+    return html.escape(console.escape(line))
+
+
 def figure(image, caption_lines, css_class="hit"):
     """One image cell captioned by lines of plain text, each escaped exactly once."""
-    alt = html.escape(" ".join(caption_lines))
-    caption = "<br>".join(html.escape(line) for line in caption_lines)
+    alt = text(" ".join(caption_lines))
+    caption = "<br>".join(text(line) for line in caption_lines)
     return (f'<figure class="{css_class}"><img src="{data_uri(pictures.to_display(image, THUMBNAIL_SIZE))}" '
             f'alt="{alt}"><figcaption>{caption}</figcaption></figure>')
 
@@ -47,14 +52,14 @@ def query_section(number, query_path, query_image, hits):
     cells = [figure(query_image, [f"query {number}"], "query-image")]
     for rank, (path, distance, image) in enumerate(hits, start=1):
         cells.append(figure(image, [f"#{rank} · {distance:.4f}", path]))
-    return (f'<section class="query"><h2>{number}. {html.escape(query_path)}</h2>'
+    return (f'<section class="query"><h2>{number}. {text(query_path)}</h2>'
             f'<div class="row">{"".join(cells)}</div></section>')
 
 
 def duplicate_section(number, keeper, copies):
     """A section for one set of duplicates: the file to keep, then its copies, each (path, caption, image)."""
     cells = [figure(keeper[2], [keeper[1], keeper[0]], "query-image")] + [figure(image, [caption, path]) for path, caption, image in copies]
-    return (f'<section class="query"><h2>{number}. keep {html.escape(keeper[0])}: {len(copies)} '
+    return (f'<section class="query"><h2>{number}. keep {text(keeper[0])}: {len(copies)} '
             f'{"copy" if len(copies) == 1 else "copies"}</h2><div class="row">{"".join(cells)}</div></section>')
 
 

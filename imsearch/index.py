@@ -188,6 +188,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         relative_paths = relative_paths[shard[0] :: shard[1]]
         labels = None if labels is None else labels[shard[0] :: shard[1]]
     paths = data.full_paths(dataset_dir, relative_paths)
+    data.warn_if_colour_for_gray_model(paths, model.image_shape_of(encoder)[1], f"the images of {dataset_dir}")
     if previous is None:
         stamps = np.full((len(paths), 2), -1, dtype=np.int64)  # Filled in by the reads: no second stat per file.
     else:
@@ -247,6 +248,7 @@ def compacted(feature_index, compact_above, length):
     # One image has no principal components to fit.
     if feature_index.compact or feature_index.shard is not None or feature_index.count < max(compact_above, 2):
         return feature_index
+    console.log(f"fitting the principal components of {min(feature_index.count, projection.FIT_SAMPLE)} images' features")
     mean, basis = projection.fit_projection(feature_index.features, length)
     console.log(f"projecting the features of {feature_index.count} images onto their {basis.shape[1]} principal components")
     return dataclasses.replace(feature_index, features=projection.project(feature_index.features, mean, basis),

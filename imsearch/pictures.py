@@ -17,7 +17,10 @@ MONTAGE_COLUMNS = 5
 
 
 def to_display(image, cell_size=CELL_SIZE):
-    """An RGB or gray image (uint8 or float in [0, 1]) as a 3-channel uint8 RGB cell of cell_size."""
+    """An RGB or gray image (uint8 or float in [0, 1]) as a 3-channel uint8 RGB cell of cell_size, aspect kept.
+
+    A picture that is not square is scaled to fit and centred on black, never squashed nor cut.
+    """
     image = np.asarray(image)
     if image.dtype != np.uint8:
         image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
@@ -25,8 +28,15 @@ def to_display(image, cell_size=CELL_SIZE):
         image = image[..., 0]
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    interpolation = cv2.INTER_NEAREST if image.shape[0] < cell_size else cv2.INTER_AREA
-    return cv2.resize(image, (cell_size, cell_size), interpolation=interpolation)
+    height, width = image.shape[:2]
+    scale = cell_size / max(height, width)
+    size = (max(1, min(cell_size, round(width * scale))), max(1, min(cell_size, round(height * scale))))
+    interpolation = cv2.INTER_NEAREST if scale > 1 else cv2.INTER_AREA
+    resized = cv2.resize(image, size, interpolation=interpolation)
+    cell = np.zeros((cell_size, cell_size, 3), np.uint8)
+    top, left = (cell_size - size[1]) // 2, (cell_size - size[0]) // 2
+    cell[top : top + size[1], left : left + size[0]] = resized
+    return cell
 
 
 def blank_cell(cell_size=CELL_SIZE):

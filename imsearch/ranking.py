@@ -1,5 +1,6 @@
 """Ranking an index against queries: exact vectorised distances, the faiss approximate index, or diffusion."""
 
+import itertools
 import os
 
 import numpy as np
@@ -67,47 +68,73 @@ def rows_of_queries(feature_index, query_paths):
 
 
 def search(encoder, feature_index, query_paths, top_k, metric, batch_size, approximate=None, diffusion=False):
-    """Rank the index for each readable query: (readable query paths, (Q, k) rows, (Q, k) distances).
+    """Rank the index for each readable query: (readable query paths, (Q, k) rows, (Q, k) distances); see search_batches."""
+    found_paths, all_rows, all_distances = [], [], []
+    for paths, rows, distances in search_batches(encoder, feature_index, query_paths, top_k, metric, batch_size,
+                                                 approximate, diffusion):
+        found_paths += paths
+        all_rows.append(rows)
+        all_distances.append(distances)
+    top_k = min(top_k, feature_index.count)
+    if not all_rows:
+        return [], np.zeros((0, top_k), np.int64), np.zeros((0, top_k), np.float32)
+    return found_paths, np.concatenate(all_rows), np.concatenate(all_distances)
 
-    Each row is ranked by the nearer of the query and its mirror image, so a mirrored copy finds the same.
+
+def search_batches(encoder, feature_index, query_paths, top_k, metric, batch_size, approximate=None, diffusion=False):
+    """Rank the index for query paths taken batch_size at a time from any iterable, as each batch is ranked.
+
+    Yields (readable query paths, (B, k) rows, (B, k) distances) per batch, so memory is bounded by a batch
+    and the first hits come before the last query is read. Each row is ranked by the nearer of the query and
+    its mirror image, so a mirrored copy finds the same.
     approximate: a faiss index from load_approximate, used when built for this metric; None ranks exactly.
     diffusion: re-rank cosine results over the index's neighbour graph when it has one; distances stay cosine.
     """
     top_k = min(top_k, feature_index.count)  # No more hits than rows: --top-k 3000000 allocates nothing for them.
-    features, mirrored, readable = encoding.encode_queries(encoder, query_paths, batch_size, feature_index.histograms)
-    readable_paths = [path for path, ok in zip(query_paths, readable) if ok]
-    exclude = rows_of_queries(feature_index, readable_paths)
-    both = vectors.postprocess_features(feature_index.as_stored(np.concatenate([features, mirrored])), metric)
     diffusion_graph = None
     if diffusion and metric == "cosine":
         diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
-    if approximate is not None and metric == feature_index.approximate_metric:
+    if approximate is not None and metric != feature_index.approximate_metric:
+        approximate = None
+    if approximate is None and diffusion and metric == "cosine" and diffusion_graph is None and feature_index.count > 1:
+        console.note("ranking by cosine alone: the index has no neighbour graph (merged shards, or indexed with "
+                     "--no-diffusion, or above --approximate-above images without an approximate index by cosine)")
+    database_features = vectors.postprocess_features(feature_index.features, metric)
+    query_paths = iter(query_paths)
+    while batch := list(itertools.islice(query_paths, batch_size)):
+        features, mirrored, readable = encoding.encode_queries(encoder, batch, batch_size, feature_index.histograms)
+        readable_paths = [path for path, ok in zip(batch, readable) if ok]
+        if not readable_paths:
+            yield [], np.zeros((0, top_k), np.int64), np.zeros((0, top_k), np.float32)
+            continue
+        exclude = rows_of_queries(feature_index, readable_paths)
+        both = vectors.postprocess_features(feature_index.as_stored(np.concatenate([features, mirrored])), metric)
+        yield (readable_paths, *rank_batch(both, exclude, database_features, top_k, metric, approximate, diffusion_graph))
+
+
+def rank_batch(both, exclude, database_features, top_k, metric, approximate, diffusion_graph):
+    """(rows, distances) of a batch of queries given as their features stacked above their mirror images'."""
+    if approximate is not None:
         if diffusion_graph is not None:
             # Diffusion over the graph among each query's nearest rows, found by the approximate index.
             # The query's own row may be among them; top_k never asks for more rows than the candidates hold.
             count = max(DIFFUSION_CANDIDATES, top_k) + 1
             candidates, _ = nearer_of_mirrors(*search_approximate(approximate, both, count), count)
             query_features, mirrored_features = np.split(both, 2)
-            database_features = vectors.postprocess_features(feature_index.features, metric)
-            return (readable_paths, *graph.rank_by_local_diffusion(
-                query_features, mirrored_features, database_features, diffusion_graph, candidates, top_k, exclude))
+            return graph.rank_by_local_diffusion(query_features, mirrored_features, database_features, diffusion_graph,
+                                                 candidates, top_k, exclude)
         rows, distances = nearer_of_mirrors(*search_approximate(approximate, both, top_k + 1), top_k + 1)
         if metric == "cosine":
             distances = distances**2 / 2  # Unit vectors: the cosine distance, as exact search reports it.
-        return (readable_paths, *drop_excluded(rows, distances, exclude, top_k))
-    if diffusion and metric == "cosine" and diffusion_graph is None and feature_index.count > 1:
-        console.note("ranking by cosine alone: the index has no neighbour graph (merged shards, or indexed with "
-                     "--no-diffusion, or above --approximate-above images without an approximate index by cosine)")
-    database_features = vectors.postprocess_features(feature_index.features, metric)
+        return drop_excluded(rows, distances, exclude, top_k)
     if diffusion_graph is not None:
         query_features, mirrored_features = np.split(both, 2)
-        return (readable_paths, *graph.rank_by_diffusion(query_features, database_features, diffusion_graph, top_k, exclude,
-                                                         mirrored_features))
+        return graph.rank_by_diffusion(query_features, database_features, diffusion_graph, top_k, exclude, mirrored_features)
     rows, distances = nearer_of_mirrors(*rank(both, database_features, top_k, np.concatenate([exclude, exclude])), top_k)
     if metric == "cosine":
         # Between unit vectors |a - b|^2 = 2 (1 - cos), so this reports the cosine distance itself.
         distances = distances**2 / 2
-    return readable_paths, rows, distances
+    return rows, distances
 
 
 def nearer_of_mirrors(rows, distances, top_k):

@@ -29,6 +29,17 @@ def split_folder(dataset_dir, validation_fraction, seed):
     return [paths[i] for i in train_indices], [paths[i] for i in validation_indices]
 
 
+def validation_paths_of(record):
+    """The validation images a training config records, as paths; the folder split again for a config without them."""
+    if "validation_paths" not in record:
+        return split_folder(record["dataset_dir"], record["validation_fraction"], record["seed"])[1]
+    paths = data.full_paths(record["dataset_dir"], record["validation_paths"])
+    if paths and not os.path.isdir(record["dataset_dir"]):
+        raise InputError(f"{record['dataset_dir']}: the folder the model was trained on is gone; evaluate.py measures "
+                         "the reconstruction of its validation images, so restore it or pass another with --dataset")
+    return paths
+
+
 def read_training_config(model_path):
     """The config train.py saved beside the model, checked to describe that very model file."""
     config_path = config_path_for(model_path)
@@ -122,6 +133,7 @@ def load_resume_state(resume_dir, record):
     except (OSError, ValueError):
         same_run = False
     if not same_run:
+        describe_discarded_run(resume_dir, settings_path, record)
         shutil.rmtree(resume_dir, ignore_errors=True)
         safeio.atomic_write_bytes(settings_path, json.dumps(record, indent=2).encode())
         return None, 0
@@ -133,6 +145,23 @@ def load_resume_state(resume_dir, record):
             continue
         return autoencoder, int(name[len("epoch-") : -len(".keras")])
     return None, 0
+
+
+def describe_discarded_run(resume_dir, settings_path, record):
+    """Say so when an interrupted run's state is dropped because this run's settings or images differ from it."""
+    epochs = [name for name in os.listdir(resume_dir) if name.startswith("epoch-")] if os.path.isdir(resume_dir) else []
+    if not epochs:
+        return
+    try:
+        with open(settings_path) as file:
+            earlier = json.load(file)
+    except (OSError, ValueError):
+        earlier = {}
+    changed = sorted(key for key in record.keys() | earlier.keys() if record.get(key) != earlier.get(key))
+    changed = [key.replace("validation_paths", "the images").replace("_", "-") for key in changed
+               if key not in ("train_images", "validation_images")]
+    console.warn(f"the interrupted run in {resume_dir} had other settings ({', '.join(changed) or 'unreadable'}), so it cannot "
+                 "resume; training starts afresh, run the earlier command again to resume it instead")
 
 
 def read_history(csv_path, completed_epochs):
@@ -218,8 +247,13 @@ def train(settings):
     train_data = input_pipeline(train_paths, shape, settings, shuffle_seed=settings.seed)
     validation_data = input_pipeline(validation_paths, shape, settings)
     model_path = os.path.join(settings.output_dir, locations.MODEL_FILE)
+    # The folder absolute and the validation files themselves, so evaluate.py measures this very split from any
+    # folder, even after images were added. JSON keeps a name that is not UTF-8 as its surrogate escapes.
+    dataset_dir = os.path.abspath(settings.dataset_dir)
     record = json.loads(json.dumps(dataclasses.asdict(settings) | {
-        "model_path": model_path, "train_images": len(train_paths), "validation_images": len(validation_paths)}))
+        "dataset_dir": dataset_dir, "model_path": model_path, "train_images": len(train_paths),
+        "validation_images": len(validation_paths),
+        "validation_paths": [os.path.relpath(path, dataset_dir) for path in validation_paths]}))
     resume_dir = os.path.join(settings.output_dir, "logs", "resume")
     steps_per_epoch = -(-len(train_paths) // settings.batch_size)
     with strategy.scope():  # Variables made here are mirrored across the strategy's devices and workers.
@@ -231,6 +265,8 @@ def train(settings):
         console.log(f"training with {type(strategy).__name__} on {strategy.num_replicas_in_sync} replicas")
     if completed_epochs:
         console.log(f"resuming after epoch {completed_epochs} from {resume_dir}")
+    elif os.path.isfile(model_path):
+        console.note(f"{model_path} of an earlier run will be replaced by this run's best model (use another --output to keep it)")
     console.log(f"training on {len(train_paths)} images, validating on {len(validation_paths)}, "
                 f"{settings.image_size}x{settings.image_size}x{settings.channels}")
     history_rows = read_history(os.path.join(settings.output_dir, "logs", HISTORY_FILE), completed_epochs)

@@ -95,7 +95,7 @@ def test_real_fashion_mnist_subset_end_to_end(tmp_path, capsys):
     model_path, index_path = os.path.join(output_dir, "autoencoder.keras"), os.path.join(output_dir, "features.pkl")
     index_dataset.main(["--dataset", train_dir, "--model", model_path, "--index", index_path])
     capsys.readouterr()
-    search.main(["--dataset", train_dir, "--model", model_path, "--index", index_path, "--output", output_dir,
+    search.main(["--model", model_path, "--index", index_path, "--output", output_dir,
                  "--sample", "3", "--top-k", "10"])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 30

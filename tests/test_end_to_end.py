@@ -50,7 +50,7 @@ def test_index_holds_paths_labels_and_features(gray_index, gray_model):
 
 def test_search_sample_prints_tab_separated_hits_only(gray_index, gray_model, gray_dataset, capsys):
     search.main(["--model", str(gray_model / "autoencoder.keras"), "--index", str(gray_index), "--no-diffusion",
-                 "--dataset", str(gray_dataset / "train"), "--output", str(gray_model), "--sample", "3"])
+                 "--output", str(gray_model), "--sample", "3"])
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert len(lines) == 30
@@ -67,7 +67,7 @@ def test_search_sample_prints_tab_separated_hits_only(gray_index, gray_model, gr
 
 def test_search_never_returns_the_query_itself(gray_index, gray_model, gray_dataset, capsys, monkeypatch):
     query = str(gray_dataset / "train" / "disc" / "004.png")
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(query + "\n"))
+    monkeypatch.setattr("sys.stdin", __import__("io").TextIOWrapper(__import__("io").BytesIO((query + "\n").encode())))
     search.main(["--model", str(gray_model / "autoencoder.keras"), "--index", str(gray_index), "--no-images",
                  "--top-k", "47", "-"])
     paths = [line.split("\t")[3] for line in capsys.readouterr().out.splitlines()]

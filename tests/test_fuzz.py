@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the image reader and the index loader: only the suite's own clear errors.
+"""Property-based fuzzing of the image reader, the index loader and the dataset loaders: only the suite's own clear errors.
 
 Runs briefly here; set FUZZ_EXAMPLES=5000 for a longer run.
 """
@@ -11,7 +11,7 @@ import hypothesis
 import numpy as np
 from hypothesis import strategies
 
-from imsearch import InputError, data, index
+from imsearch import InputError, data, datasets, index
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -22,6 +22,8 @@ VALID_INDEX = pickle.dumps({"format_version": 4, "histograms": False, "neighbour
                             "neighbour_similarities": np.ones((2, 1), np.float32), "dataset_dir": "/d", "paths": ["a.png", "b.png"], "labels": ["x", "y"], "stamps": np.array([[1, 2], [3, 4]]),
                             "features": np.ones((2, 3), np.float32), "model_sha256": "0" * 64, "image_size": 8, "channels": 1},
                            protocol=5)
+VALID_IDX = bytes([0, 0, 0x08, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 3]) + bytes(range(18))
+VALID_CIFAR_BATCH = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [0, 1]}, protocol=4)
 
 
 def mutated(valid):
@@ -67,3 +69,31 @@ def test_index_loader_returns_an_index_or_a_clear_error(tmp_path, content):
         assert str(path) in str(error)
     else:
         assert loaded.features.dtype == np.float32 and len(loaded.paths) == len(loaded.features)
+
+
+@FUZZ
+@hypothesis.given(content=strategies.one_of(strategies.binary(max_size=64), mutated(VALID_IDX)))
+def test_idx_reader_returns_an_array_or_a_clear_error(tmp_path, content):
+    path = tmp_path / "fuzz-idx3-ubyte"
+    path.write_bytes(content)
+    try:
+        array = datasets.read_idx(str(path))
+    except InputError as error:
+        assert str(path) in str(error)
+    else:
+        assert array.dtype == np.uint8 and array.size == len(content) - 4 - 4 * content[3]
+
+
+@FUZZ
+@hypothesis.given(content=strategies.one_of(strategies.binary(max_size=256), mutated(VALID_CIFAR_BATCH)))
+def test_cifar_loader_returns_splits_or_a_clear_error(tmp_path, content):
+    (tmp_path / "meta").write_bytes(pickle.dumps({b"fine_label_names": [b"a", b"b"]}, protocol=4))
+    (tmp_path / "train").write_bytes(content)
+    (tmp_path / "test").write_bytes(VALID_CIFAR_BATCH)
+    try:
+        splits, names = datasets.load_cifar_splits(str(tmp_path))
+    except InputError as error:
+        assert str(tmp_path) in str(error)
+    else:
+        images, labels = splits["train"]
+        assert images.shape[1:] == (32, 32, 3) and len(images) == len(labels) and names == ("a", "b")

@@ -35,7 +35,7 @@ def make_gallery(gray_model, gray_index, html_path, argv):
 
 def test_gallery_from_stdin_queries_has_a_cell_per_hit(gray_model, gray_index, gray_dataset, tmp_path, monkeypatch):
     queries = sorted(str(path) for path in (gray_dataset / "test").rglob("*.png"))[:2]
-    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(queries) + "\n"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(("\n".join(queries) + "\n").encode())))
     page = make_gallery(gray_model, gray_index, tmp_path / "results.html", ["--top-k", "3", "-"])
     assert page.count('<section class="query">') == 2 and page.count('class="hit"') == 6
     assert page.count("data:image/jpeg;base64,") == 8  # Self-contained: 2 queries and 6 hits embedded.

@@ -12,13 +12,13 @@ import search
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_a_reader_that_stops_early_ends_search_quietly(gray_index, gray_model, gray_dataset):
+def test_a_reader_that_stops_early_ends_search_quietly(gray_index, gray_model, gray_dataset, tmp_path):
     query = str(next((gray_dataset / "test" / "disc").iterdir()))
-    process = subprocess.Popen(
-        [sys.executable, "search.py", "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index),
-         "--no-images", "-"], cwd=REPOSITORY_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    process.stdin.write((query + "\n").encode() * 3000)  # 30,000 hit lines: far more than a pipe buffers.
-    process.stdin.close()
+    (tmp_path / "queries.txt").write_text((query + "\n") * 3000)  # 30,000 hit lines: far more than a pipe buffers.
+    with open(tmp_path / "queries.txt", "rb") as queries:
+        process = subprocess.Popen(
+            [sys.executable, "search.py", "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index),
+             "--no-images", "-"], cwd=REPOSITORY_DIR, stdin=queries, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first_line = process.stdout.readline()
     process.stdout.close()  # As head -1 does once it has its line.
     stderr = process.stderr.read().decode()
@@ -139,3 +139,127 @@ def test_an_index_with_a_negative_image_size_is_refused_in_one_line(gray_model, 
     line = fails_with(search, ["--model", str(gray_model / config.MODEL_FILE), "--index", str(tmp_path / "odd.pkl"),
                                "--duplicates"], capsys)
     assert "odd.pkl" in line and "bad image shape" in line
+
+
+def test_search_prints_the_first_hits_before_stdin_ends(gray_index, gray_model, gray_dataset):
+    import select
+
+    query = str(next((gray_dataset / "test" / "disc").iterdir()))
+    process = subprocess.Popen(
+        [sys.executable, "search.py", "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index),
+         "--no-images", "--encode-batch-size", "1", "-"], cwd=REPOSITORY_DIR, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process.stdin.write((query + "\n").encode())
+    process.stdin.flush()  # And left open, as a slow producer upstream in a pipeline leaves it.
+    ready, _, _ = select.select([process.stdout], [], [], 120)
+    first_line = process.stdout.readline() if ready else b""
+    process.stdin.close()
+    process.stdout.read()
+    process.wait(timeout=60)
+    assert first_line.startswith(query.encode() + b"\t1\t")
+    assert process.returncode == 0
+
+
+def test_names_that_are_not_utf8_or_hold_line_breaks_train_index_search_and_show(gray_dataset, tmp_path, capsys):
+    import shutil
+
+    import index_dataset
+    import train
+
+    folder = tmp_path / "odd"
+    names = [os.fsdecode(b"caf\xe9.png"), "new\nline.png", "carriage\rreturn.png"]
+    for label in ("disc", "square"):
+        (folder / label).mkdir(parents=True)
+        for number, source in enumerate(sorted((gray_dataset / "train" / label).iterdir())[:6]):
+            shutil.copy(source, folder / label / (names[number] if number < len(names) else source.name))
+    run = tmp_path / "run"
+    train.main(["--dataset", str(folder), "--output", str(run), "--epochs", "1", "--latent-dim", "8", "--filters", "4", "8"])
+    index_dataset.main(["--dataset", str(folder), "--output", str(run)])
+    capsys.readouterr()
+    query = str(folder / "disc" / names[0])
+    search.main([query, "--output", str(run), "--html", str(run / "results.html"), "--top-k", "11"])
+    out = capsys.readouterr().out
+    assert out.count("\n") == 11 and "\r" not in out  # Every other image, each on one line.
+    assert all(line.startswith(str(folder / "disc" / "caf\\xe9.png") + "\t") for line in out.splitlines())
+    assert "square/caf\\xe9.png" in out and "new\\nline.png" in out and "carriage\\rreturn.png" in out
+    page = (run / "results.html").read_text(encoding="utf-8")
+    assert "square/caf\\xe9.png" in page and "new\\nline.png" in page and page.count("<figure") == 12
+
+
+def test_evaluate_measures_the_split_training_used_from_any_folder(gray_dataset, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import evaluate
+    import train
+
+    shutil.copytree(gray_dataset / "train", tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    train.main(["--dataset", "data", "--output", "run", "--epochs", "1", "--latent-dim", "8", "--filters", "4", "8"])
+    for number in range(9):  # Images added after training must not join, nor shift, its validation split.
+        shutil.copy(gray_dataset / "test" / "disc" / "000.png", tmp_path / "data" / "disc" / f"new{number}.png")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    evaluate.main(["--output", str(tmp_path / "run")])
+    validation = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("validation"))
+    assert validation.split("\t")[1] == "5"  # 10% of the 48 images trained on, as training held them out.
+
+
+def test_a_rerun_with_other_settings_says_it_drops_the_interrupted_run_and_replaces_the_model(gray_model, gray_dataset,
+                                                                                              tmp_path, capsys):
+    import json
+    import shutil
+
+    import train
+
+    run = tmp_path / "run"
+    shutil.copytree(gray_model, run)
+    resume = run / "logs" / "resume"
+    resume.mkdir(parents=True, exist_ok=True)
+    (resume / "settings.json").write_text(json.dumps({"epochs": 60, "learning_rate": 0.001}))
+    (resume / "epoch-0003.keras").write_bytes(b"state of an interrupted run")
+    capsys.readouterr()
+    train.main(["--dataset", str(gray_dataset / "test"), "--output", str(run), "--epochs", "1",
+                "--latent-dim", "8", "--filters", "4", "8"])
+    err = capsys.readouterr().err
+    assert f"the interrupted run in {resume} had other settings (" in err and "epochs" in err and "cannot resume" in err
+    assert f"{run / config.MODEL_FILE} of an earlier run will be replaced" in err
+
+
+def test_pictures_keep_the_aspect_and_an_earlier_search_is_replaced_with_a_note(gray_model, gray_index, gray_dataset,
+                                                                               tmp_path, capsys):
+    import numpy as np
+
+    from imsearch import pictures
+
+    wide = np.full((20, 80, 3), 200, np.uint8)
+    cell = pictures.to_display(wide, 64)
+    assert cell.shape == (64, 64, 3) and cell[:20].max() == 0 and cell[24:40].min() == 200  # Bars, never a squash.
+    cv2.imwrite(str(tmp_path / "wide.png"), wide)
+    query = str(sorted((gray_dataset / "test" / "disc").iterdir())[0])
+    for name in ("query_7.jpg", "results_7.jpg"):
+        cv2.imwrite(str(tmp_path / name), wide)
+    search.main([query, "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index), "--output", str(tmp_path)])
+    assert "replaced the 2 pictures of an earlier search" in capsys.readouterr().err
+    assert not (tmp_path / "query_7.jpg").exists() and (tmp_path / "query_1.jpg").exists()
+
+
+def test_colour_photos_on_a_gray_model_and_sampling_from_the_indexed_folder(gray_model, gray_index, gray_dataset,
+                                                                           colour_dataset, tmp_path, capsys):
+    import index_dataset
+
+    index_dataset.main(["--dataset", str(colour_dataset / "train"), "--model", str(gray_model / config.MODEL_FILE),
+                        "--index", str(tmp_path / "colour.pkl")])
+    assert "are in colour but the model was trained on gray images" in capsys.readouterr().err
+    search.main(["--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index), "--no-images", "--sample", "2"])
+    queries = {line.split("\t")[0] for line in capsys.readouterr().out.splitlines()}
+    assert len(queries) == 2 and all(os.path.realpath(query).startswith(os.path.realpath(gray_dataset / "test")) for query in queries)
+
+
+def test_a_mistyped_source_folder_is_refused_instead_of_falling_back(tmp_path, capsys):
+    import prepare_dataset
+    from conftest import fails_with
+
+    line = fails_with(prepare_dataset, ["fashion-mnist", "--source", str(tmp_path / "fashoin"),
+                                        "--dataset-root", str(tmp_path / "out")], capsys)
+    assert f"--source {tmp_path / 'fashoin'}: no such folder" in line and not (tmp_path / "out").exists()
