@@ -7,7 +7,8 @@ Two folders, each of real photos with edited copies and the same hard negatives 
 Hard negatives: a checkerboard in 14 poses before one wall, the four quarters (no overlap) of four photos
 not otherwise in the folder, 200 Fashion-MNIST T-shirts, scikit-image's lfw_subset (100 faces and 100
 patches of scenes, 25 × 25 px) and a stereo pair (two photos of one scene). Every pair of files that are
-not copies of one picture is a negative.
+not copies of one picture is a negative; two framings of one wallpaper (16:9 beside 4:3, portrait beside
+landscape: crops of 25% and more, beyond the 20% that makes a copy) count neither way.
 
 The suite runs as a user would: train.py (--epochs 2: --duplicates compares histograms and pixels, never the
 encoder's features), index_dataset.py and search.py --duplicates --html, all at default settings; its time
@@ -115,26 +116,40 @@ def build_folders():
 
 
 def picture_of(relative_path):
-    """The picture a file shows: its photo for copies/<photo>/<edit>, the file itself otherwise.
+    """(the picture a file shows, its framing): its photo for copies/<photo>/<edit>, the file itself otherwise.
 
-    sway-backgrounds ships one wallpaper at eight sizes and aspects (Sway_Wallpaper_Blue_1920x1080.png, ...):
-    resized and cropped copies of one picture, which a duplicate finder should pair.
+    sway-backgrounds ships one wallpaper at eight sizes in four aspect ratios (Sway_Wallpaper_Blue_1920x1080.png,
+    ..._2048x1536_Portrait.png): those of one aspect are resized copies of one picture, which a duplicate finder
+    should pair; those of aspects 25% or more apart (16:9 beside 4:3, portrait beside landscape) are crops beyond
+    the 20% that makes a copy, and neither copies nor different pictures (see framing_pairs).
     """
     parts = relative_path.split("/")
-    return parts[1] if parts[0] == "copies" else re.sub(r"_\d+x\d+(_Portrait)?(\.\w+)$", "", relative_path)
+    if parts[0] == "copies":
+        return parts[1], None
+    sizes = re.search(r"_(\d+)x(\d+)(_Portrait)?\.\w+$", relative_path)
+    if not sizes:
+        return relative_path, None
+    aspect = max(int(sizes[1]), int(sizes[2])) / min(int(sizes[1]), int(sizes[2]))
+    return relative_path[: sizes.start()], f"{aspect:.1f}{' portrait' if sizes[3] else ''}"
 
 
 def true_pairs(folder):
-    """The set of sorted relative-path pairs that are copies of one picture."""
+    """(sorted relative-path pairs that are copies of one picture, pairs of one picture framed otherwise, file count)."""
     files = sorted(os.path.relpath(path, folder) for path in glob.glob(os.path.join(folder, "**", "*.*"), recursive=True))
     by_picture = {}
     for file in files:
-        by_picture.setdefault(picture_of(file), []).append(file)
-    return {tuple(sorted(pair)) for members in by_picture.values() for pair in itertools.combinations(members, 2)}, len(files)
+        by_picture.setdefault(picture_of(file)[0], []).append(file)
+    pairs = [tuple(sorted(pair)) for members in by_picture.values() for pair in itertools.combinations(members, 2)]
+    truth = {pair for pair in pairs if picture_of(pair[0]) == picture_of(pair[1])}
+    return truth, set(pairs) - truth, len(files)
 
 
-def scores(found, truth):
-    """(precision, recall, recall of each edit's pairs with its original) of found pairs against the true ones."""
+def scores(found, truth, framing_pairs):
+    """(precision, recall, recall of each edit's pairs with its original) of found pairs against the true ones.
+
+    Pairs of one picture framed otherwise (framing_pairs) count neither way: reported or not, no one is wrong.
+    """
+    found = found - framing_pairs
     hits = found & truth
     precision = len(hits) / len(found) if found else 1.0
     per_edit = {}
@@ -219,15 +234,15 @@ def main():
     hashing = load_imagededup_hashing()
     print("folder\timages\tcopy pairs\tmethod\tpairs found\tprecision\trecall\twrong sets\tseconds\trecall per edit", flush=True)
     for name, folder in build_folders().items():
-        truth, images = true_pairs(folder)
+        truth, framing_pairs, images = true_pairs(folder)
         found, sets, seconds = suite_duplicates(folder, os.path.join(RUN_DIR, name))
-        wrong_sets = sum(any(tuple(sorted(pair)) not in truth for pair in itertools.combinations(members, 2)) for members in sets)
+        wrong_sets = sum(any(tuple(sorted(pair)) not in truth | framing_pairs for pair in itertools.combinations(members, 2)) for members in sets)
         results = [("suite", found, seconds, f"{wrong_sets} of {len(sets)}")]
         for method in IMAGEDEDUP_METHODS:
             method_found, method_seconds = imagededup_duplicates(hashing, method, folder)
             results.append((f"imagededup {method}", method_found, method_seconds, "-"))
         for method, method_found, method_seconds, wrong in results:
-            precision, recall, per_edit = scores(method_found, truth)
+            precision, recall, per_edit = scores(method_found, truth, framing_pairs)
             edits = " ".join(f"{edit} {value:.2f}" for edit, value in per_edit.items())
             print(f"{name}\t{images}\t{len(truth)}\t{method}\t{len(method_found)}\t{precision:.4f}\t{recall:.4f}\t{wrong}\t"
                   f"{method_seconds:.1f}\t{edits}", flush=True)

@@ -35,6 +35,21 @@ def test_more_workers_than_images_index_every_image(gray_model, gray_dataset, tm
     assert (report.images, report.encoded) == (1, 1)
 
 
+def test_local_workers_are_capped_at_the_cores(gray_model, gray_dataset, tmp_path, capsys):
+    import os
+    import shutil
+
+    cores = os.cpu_count()
+    folder = tmp_path / "more"
+    folder.mkdir()
+    for number, source in enumerate(sorted((gray_dataset / "train").rglob("*.png"))[: cores + 1]):
+        shutil.copy(source, folder / f"{number}.png")
+    report = index_dataset.main(["--dataset", str(folder), "--model", str(gray_model / "autoencoder.keras"),
+                                 "--index", str(tmp_path / "x.pkl"), "--workers", str(cores + 1)])
+    assert report.images == cores + 1
+    assert f"--workers {cores + 1} on this machine's {cores} cores: starting {cores}" in capsys.readouterr().err
+
+
 def test_worker_flags_that_cannot_work_are_refused(gray_model, tmp_path, capsys):
     flags = ["--model", str(gray_model / "autoencoder.keras"), "--index", str(tmp_path / "x.pkl")]
     assert "--workers must be zero or more, got -1" in fails_with(index_dataset, [*flags, "--workers", "-1"], capsys)

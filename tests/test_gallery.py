@@ -45,8 +45,7 @@ def test_gallery_from_stdin_queries_has_a_cell_per_hit(gray_model, gray_index, g
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_gallery_renders_in_headless_chromium(gray_model, gray_index, gray_dataset, tmp_path):
     shutil.copy(gray_model / "training_loss.png", tmp_path / "training_loss.png")
-    page = make_gallery(gray_model, gray_index, tmp_path / "results.html", ["--sample", "3", "--top-k", "4",
-                                                                            "--dataset", str(gray_dataset / "train")])
+    page = make_gallery(gray_model, gray_index, tmp_path / "results.html", ["--sample", "3", "--top-k", "4"])
     assert 'href="training_loss.png"' in page
     (tmp_path / "check.html").write_text(page.replace("</body>", CHECK_SCRIPT + "</body>"))
     result = subprocess.run(
