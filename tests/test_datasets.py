@@ -96,12 +96,12 @@ def test_real_fashion_mnist_subset_end_to_end(tmp_path, capsys):
     index_dataset.main(["--dataset", train_dir, "--model", model_path, "--index", index_path])
     capsys.readouterr()
     search.main(["--model", model_path, "--index", index_path, "--output", output_dir,
-                 "--sample", "3", "--top-k", "10"])
+                 "--sample", "20", "--top-k", "10", "--no-images"])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 30
-    # Even a two-epoch model on 600 images should rank same-class images first more often than chance (10%).
+    assert len(lines) == 200
+    # Chance is 10%: the bar asks six times that, well below what even a two-epoch model on 600 images reaches.
     same_class = [line.split("\t")[0].split("/")[-2] == line.split("\t")[3].split("/")[-2] for line in lines]
-    assert sum(same_class) / len(same_class) > 0.2
+    assert sum(same_class) / len(same_class) > 0.6
 
 
 def test_prepare_digits_writes_the_bundled_scikit_learn_digits(tmp_path):

@@ -101,6 +101,8 @@ def test_evaluate_with_queries_scores_features_and_pixel_baselines(gray_model, g
         assert scores[method]["precision_at_100"] == pytest.approx(16 / 48)
         assert scores[method]["top_hit_share"] * 9 == pytest.approx(round(scores[method]["top_hit_share"] * 9))
     assert scores["pixels_euclidean"]["map"] > 1 / 3  # Shapes are easier than chance even for raw pixels.
+    # The suite's features (encoder and shape histograms) tell the shapes apart better than raw pixels.
+    assert scores["autoencoder"]["map"] > max(scores["pixels_euclidean"]["map"], scores["pixels_cosine"]["map"])
     assert cv2.imread(str(gray_model / "feature_map.png")) is not None
 
 
