@@ -147,30 +147,12 @@ def hit_path(feature_index, row):
     return os.path.join(feature_index.dataset_dir, feature_index.paths[row])
 
 
-@cli.reports_errors
-def main(argv=None):
-    """Parse flags, rank the index for every query, print hits, write montages."""
-    parser = cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS)
-    parser.add_argument("queries", nargs="*", help="query image paths; - reads paths from stdin, one per line")
-    parser.add_argument("--index", dest="index_paths", action="append", metavar="INDEX",
-                        help=f"the index; repeat it to search shard indexes as one (default: {config.INDEX_FILE} in --output)")
-    settings, arguments = cli.parse_config(parser, argv)
-    index_paths = arguments.index_paths or [settings.index_path]
-    if settings.duplicates:
-        if arguments.queries or settings.sample:
-            parser.error("--duplicates compares the indexed images with each other: give no queries and no --sample")
-        report_duplicates(settings, index_paths)
-        return
-    if not arguments.queries and not settings.sample:
-        parser.error("no queries: give image paths, - to read them from stdin, or --sample N")
-    if settings.metric == "euclidean" and settings.diffusion:
-        console.warn("--metric euclidean ranks without diffusion, which re-ranks cosine similarities only; "
-                     "pass --no-diffusion to say so, or use the default cosine")
-    autoencoder = model.load_autoencoder(settings.model_path)
-    feature_index, approximate = load_indexes(index_paths, autoencoder, settings)
-    # Each batch's hits are printed and its pictures written as soon as it is ranked: memory stays that of a
-    # batch, and a reader sees the first hits while later queries are still being read.
-    query_paths = gather_queries(arguments.queries, settings, feature_index.dataset_dir)
+def report_hits(settings, autoencoder, feature_index, approximate, query_paths):
+    """Rank the index for the query paths a batch at a time, printing each batch's hits and writing its pictures.
+
+    Each batch is printed as soon as it is ranked: memory stays that of a batch, and a reader sees the first
+    hits while later queries are still being read.
+    """
     batch, skipped, first_skipped, found_count, without_hits, sections, missing = [], 0, None, 0, 0, [], []
     if settings.images:
         clear_earlier_pictures(settings.output_dir)
@@ -202,6 +184,30 @@ def main(argv=None):
     if settings.html_path:
         gallery.write_gallery(settings.html_path, sections, f"{len(sections)} queries, ranked by {settings.metric} distance.")
     report_missing(missing)
+
+
+@cli.reports_errors
+def main(argv=None):
+    """Parse flags, rank the index for every query, print hits, write montages."""
+    parser = cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS)
+    parser.add_argument("queries", nargs="*", help="query image paths; - reads paths from stdin, one per line")
+    parser.add_argument("--index", dest="index_paths", action="append", metavar="INDEX",
+                        help=f"the index; repeat it to search shard indexes as one (default: {config.INDEX_FILE} in --output)")
+    settings, arguments = cli.parse_config(parser, argv)
+    index_paths = arguments.index_paths or [settings.index_path]
+    if settings.duplicates:
+        if arguments.queries or settings.sample:
+            parser.error("--duplicates compares the indexed images with each other: give no queries and no --sample")
+        report_duplicates(settings, index_paths)
+        return
+    if not arguments.queries and not settings.sample:
+        parser.error("no queries: give image paths, - to read them from stdin, or --sample N")
+    if settings.metric == "euclidean" and settings.diffusion:
+        console.warn("--metric euclidean ranks without diffusion, which re-ranks cosine similarities only; "
+                     "pass --no-diffusion to say so, or use the default cosine")
+    autoencoder = model.load_autoencoder(settings.model_path)
+    feature_index, approximate = load_indexes(index_paths, autoencoder, settings)
+    report_hits(settings, autoencoder, feature_index, approximate, gather_queries(arguments.queries, settings, feature_index.dataset_dir))
 
 
 if __name__ == "__main__":
