@@ -77,12 +77,7 @@ def read_image(path, image_size, channels, stamp=None):
 
     stamp: a writable (2,) int64 array that receives the file's (size, mtime in ns), sparing a second stat.
     """
-    encoded = read_regular_file(path, stamp)
-    if encoded is None:
-        raise UnreadableImage(f"{path}: not a regular file (missing, a broken link, or a device)")
-    image = cv2.imdecode(encoded, decode_flag(encoded, image_size, channels)) if encoded.size else None
-    if image is None or image.size == 0:
-        raise UnreadableImage(f"{path}: not a readable image")
+    image = decode_file(path, image_size, channels, stamp)
     if channels == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if image.shape[:2] != (image_size, image_size):
@@ -90,14 +85,20 @@ def read_image(path, image_size, channels, stamp=None):
     return image.reshape(image_size, image_size, channels)
 
 
-def read_display_image(path, longer_side):
-    """The whole picture for people to look at: RGB uint8 with its longer side at most longer_side, aspect kept."""
-    encoded = read_regular_file(path)
+def decode_file(path, image_size, channels, stamp=None):
+    """The image in a file, gray or BGR as OpenCV decodes it (a large JPEG reduced towards image_size); see read_image."""
+    encoded = read_regular_file(path, stamp)
     if encoded is None:
         raise UnreadableImage(f"{path}: not a regular file (missing, a broken link, or a device)")
-    image = cv2.imdecode(encoded, decode_flag(encoded, longer_side, 3)) if encoded.size else None
+    image = cv2.imdecode(encoded, decode_flag(encoded, image_size, channels)) if encoded.size else None
     if image is None or image.size == 0:
         raise UnreadableImage(f"{path}: not a readable image")
+    return image
+
+
+def read_display_image(path, longer_side):
+    """The whole picture for people to look at: RGB uint8 with its longer side at most longer_side, aspect kept."""
+    image = decode_file(path, longer_side, 3)
     scale = longer_side / max(image.shape[:2])
     if scale < 1:
         image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),

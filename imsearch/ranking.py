@@ -67,20 +67,6 @@ def rows_of_queries(feature_index, query_paths):
     return np.array([row_of(path) for path in query_paths], dtype=np.int64)
 
 
-def search(encoder, feature_index, query_paths, top_k, metric, batch_size, approximate=None, diffusion=False):
-    """Rank the index for each readable query: (readable query paths, (Q, k) rows, (Q, k) distances); see search_batches."""
-    found_paths, all_rows, all_distances = [], [], []
-    for paths, rows, distances in search_batches(encoder, feature_index, query_paths, top_k, metric, batch_size,
-                                                 approximate, diffusion):
-        found_paths += paths
-        all_rows.append(rows)
-        all_distances.append(distances)
-    top_k = min(top_k, feature_index.count)
-    if not all_rows:
-        return [], np.zeros((0, top_k), np.int64), np.zeros((0, top_k), np.float32)
-    return found_paths, np.concatenate(all_rows), np.concatenate(all_distances)
-
-
 def search_batches(encoder, feature_index, query_paths, top_k, metric, batch_size, approximate=None, diffusion=False):
     """Rank the index for query paths taken batch_size at a time from any iterable, as each batch is ranked.
 
