@@ -52,7 +52,7 @@ class Config:
     learning_rate: float = option(1e-3, "Adam's initial rate, decayed linearly to 0 over the run")
     batch_size: int = option(32, "images per training step")
     epochs: int = option(60, "passes over the training split")
-    early_stopping_patience: int = option(0, "stop after this many epochs without val_loss improving; 0 never stops")
+    early_stopping_patience: int = option(0, "stop after this many epochs without the validation reconstruction loss improving; 0 never stops")
     validation_fraction: float = option(0.1, "share of images held out for validation, the same in every script")
     seed: int = option(42, "fixes the validation split, sampling and initialisation, so runs repeat")
 

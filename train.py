@@ -18,8 +18,9 @@ def main(argv=None):
     """Parse flags, train, and report where the model went."""
     settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS), argv)
     model_path, history_rows = training.train(settings)
-    best = min((row.get("val_loss", row["loss"]) for row in history_rows), default=float("nan"))
-    console.log(f"{len(history_rows)} epochs, best val_loss {best:.5f}; model saved to {model_path}")
+    monitor = training.checkpoint_metric(settings)
+    best = min((row.get(monitor, row["loss"]) for row in history_rows), default=float("nan"))
+    console.log(f"{len(history_rows)} epochs, best {monitor} {best:.5f}; model saved to {model_path}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def main(argv=None):
                 f"learning rate {trial.learning_rate}, L1 {trial.l1_activity}")
         model_path, history_rows = training.train(trial)
         scores = metrics.validation_retrieval(model_path, trial)
-        val_loss = min(row.get("val_loss", row["loss"]) for row in history_rows)
+        monitor = training.checkpoint_metric(trial)
+        val_loss = min(row.get(monitor, row["loss"]) for row in history_rows)
         results.append({"trial": number, "latent_dim": trial.latent_dim, "filters": list(trial.filters),
                         "learning_rate": trial.learning_rate, "l1_activity": trial.l1_activity, "val_loss": val_loss,
                         "map": scores["map"], "precision_at_10": scores["precision_at_10"], "model_path": model_path})

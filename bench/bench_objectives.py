@@ -31,6 +31,11 @@ SETTINGS = {
     "vicreg-crop-0.8": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--view-crop-area", "0.8"],
     "vicreg-deeper": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--filters", "32", "64", "128"],
     "nt-xent-batch-128": ["--objective", "views", "--invariance", "nt-xent", "--batch-size", "128"],
+    "vicreg-batch-128": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--batch-size", "128"],
+    "vicreg-batch-128-lr-3e-3": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--batch-size", "128",
+                                 "--learning-rate", "3e-3"],
+    "vicreg-0.03": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.03"],
+    "vicreg-latent-384": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--latent-dim", "384"],
 }
 SETS = ("digits", "photos", "fashion-mnist")
 

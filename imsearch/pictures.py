@@ -76,7 +76,7 @@ def save_figure(figure, path):
     pyplot.close(figure)
 
 
-def plot_losses(history, path):
+def plot_losses(history, path, ylabel="loss"):
     """Training and validation loss per epoch as a PNG."""
     figure, axes = pyplot.subplots(figsize=(6, 4))
     epochs = np.arange(1, len(history["loss"]) + 1)
@@ -84,7 +84,7 @@ def plot_losses(history, path):
     if history.get("val_loss"):
         axes.plot(epochs, history["val_loss"], label="validation")
     axes.set_xlabel("epoch")
-    axes.set_ylabel("loss")
+    axes.set_ylabel(ylabel)
     axes.set_title("Autoencoder training")
     axes.legend()
     axes.grid(alpha=0.3)

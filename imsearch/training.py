@@ -57,20 +57,29 @@ def read_training_config(model_path):
     return record
 
 
+def checkpoint_metric(settings):
+    """The logged loss the best checkpoint is chosen by: validation reconstruction, the one thing both objectives share.
+
+    Under the views objective a validation image is its own two views, so the invariance term there measures only
+    how varied a batch's features are, and it does not follow training; the reconstruction of held-out images does.
+    """
+    return "val_loss" if settings.objective == "reconstruction" else "val_reconstruction_1_loss"
+
+
 class AtomicBestCheckpoint(keras.callbacks.Callback):
-    """Save the model whenever val_loss improves, with its config JSON, each through a temporary file.
+    """Save the model whenever the monitored validation loss improves, with its config JSON, each through a temporary file.
 
     The JSON records the model file's SHA-256 and is renamed into place first: a run killed between the two
     renames leaves a JSON that names a model file which is not there, and read_training_config says so.
     """
 
-    def __init__(self, model_path, record, autoencoder, best=float("inf")):
+    def __init__(self, model_path, record, autoencoder, monitor, best=float("inf")):
         super().__init__()
-        self.model_path, self.record, self.autoencoder = model_path, record, autoencoder
+        self.model_path, self.record, self.autoencoder, self.monitor = model_path, record, autoencoder, monitor
         self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("val_loss", (logs or {}).get("loss"))
+        loss = (logs or {}).get(self.monitor, (logs or {}).get("loss"))
         if loss is not None and loss < self.best:
             self.best = loss
             with safeio.atomic_path(self.model_path) as temporary_path:
@@ -82,9 +91,9 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
 class HistoryWriter(keras.callbacks.Callback):
     """Rewrite the loss history CSV and plot after every epoch, atomically; rows carry over on resume."""
 
-    def __init__(self, csv_path, plot_path, rows=()):
+    def __init__(self, csv_path, plot_path, monitor, rows=()):
         super().__init__()
-        self.csv_path, self.plot_path = csv_path, plot_path
+        self.csv_path, self.plot_path, self.monitor = csv_path, plot_path, monitor
         self.rows = list(rows)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -95,8 +104,9 @@ class HistoryWriter(keras.callbacks.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         safeio.atomic_write_bytes(self.csv_path, buffer.getvalue().encode())
-        history = {key: [row.get(key) for row in self.rows] for key in ("loss", "val_loss")}
-        pictures.plot_losses(history, self.plot_path)
+        # The loss the checkpoint is chosen by, on training and validation images alike.
+        history = {key: [row.get(name) for row in self.rows] for key, name in (("loss", self.monitor[len("val_"):]), ("val_loss", self.monitor))}
+        pictures.plot_losses(history, self.plot_path, "reconstruction loss" if self.monitor != "val_loss" else "loss")
 
 
 def resolve_image_shape(settings, paths):
@@ -177,16 +187,17 @@ def read_history(csv_path, completed_epochs):
 def make_callbacks(settings, model_path, record, autoencoder, resume_dir, history_rows):
     """Best checkpoint, resume state, history CSV and plot, TensorBoard, and optional early stopping."""
     logs_dir = os.path.join(settings.output_dir, "logs")
-    best = min((row["val_loss"] for row in history_rows if "val_loss" in row), default=float("inf"))
+    monitor = checkpoint_metric(settings)
+    best = min((row[monitor] for row in history_rows if monitor in row), default=float("inf"))
     callbacks = [
-        AtomicBestCheckpoint(model_path, record, autoencoder, best),
-        HistoryWriter(os.path.join(logs_dir, HISTORY_FILE), os.path.join(settings.output_dir, LOSS_PLOT_FILE), history_rows),
+        AtomicBestCheckpoint(model_path, record, autoencoder, monitor, best),
+        HistoryWriter(os.path.join(logs_dir, HISTORY_FILE), os.path.join(settings.output_dir, LOSS_PLOT_FILE), monitor, history_rows),
         ResumeState(resume_dir),
         keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0),
         keras.callbacks.TerminateOnNaN(),
     ]
     if settings.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=settings.early_stopping_patience))
     return callbacks
 
 
