@@ -95,11 +95,7 @@ def read_picture(path):
     if encoded is None or not encoded.size:
         raise data.UnreadableImage(f"{path}: not a readable image")
     # Large JPEGs are decoded reduced: a copy is judged at COMPARE_SIDE anyway.
-    flag = data.decode_flag(encoded, COMPARE_SIDE // 2, 1)
-    image = cv2.imdecode(encoded, flag)
-    if image is None or image.size == 0:
-        raise data.UnreadableImage(f"{path}: not a readable image")
-    reduction = next((factor for factor, _, gray_flag in data.JPEG_REDUCTIONS if gray_flag == flag), 1)
+    image, reduction = data.decode_bytes(encoded, path, COMPARE_SIDE // 2, 1)
     height, width = image.shape[:2]
     scale = COMPARE_SIDE / max(height, width)
     if scale < 1:

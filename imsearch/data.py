@@ -1,5 +1,6 @@
 """Image folders: listing, reading and resizing with OpenCV, splits, and streamed batches."""
 
+import collections
 import concurrent.futures
 import os
 import stat
@@ -7,9 +8,15 @@ import stat
 import cv2
 import numpy as np
 
-from imsearch import InputError, console
+from imsearch import InputError, console, formats
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# What OpenCV reads (TIFF and GIF's first frame included), then HEIF and AVIF (Pillow) and camera RAW (rawpy).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif",
+                    *formats.RAW_EXTENSIONS)
+# Files and folders operating systems and NAS boxes leave beside photos, passed over without a word: hidden ones
+# (.DS_Store, macOS's AppleDouble ._IMG_0001.jpg, .thumbnails) and these.
+CLUTTER_NAMES = frozenset({"thumbs.db", "desktop.ini", "@eadir", "@recycle", "#recycle", "$recycle.bin", "__macosx",
+                           "system volume information"})
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 # Start-of-frame markers (baseline, progressive, lossless...); C4, C8 and CC are other segments.
 START_OF_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -37,18 +44,31 @@ def list_images(dataset_dir):
         raise InputError(f"{dataset_dir}: no such folder; pass --dataset DIR or run prepare_dataset.py first")
     unreadable_folders = []
     relative_paths = []
+    other_files = collections.Counter()
     for root, folder_names, file_names in os.walk(dataset_dir, onerror=unreadable_folders.append):
-        folder_names.sort()
+        folder_names[:] = sorted(name for name in folder_names if not is_clutter(name))
         # One relpath per folder, not per file: it dominates listing a large folder otherwise.
         prefix = os.path.relpath(root, dataset_dir).replace(os.sep, "/") + "/"
         prefix = "" if prefix == "./" else prefix
-        relative_paths.extend(prefix + name for name in file_names if name.lower().endswith(IMAGE_EXTENSIONS))
+        for name in file_names:
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+                relative_paths.append(prefix + name)
+            elif not is_clutter(name):
+                other_files[formats.extension_of(name)] += 1
     if unreadable_folders:
         console.warn(f"skipped {len(unreadable_folders)} unreadable folder(s), first: {unreadable_folders[0].filename}")
+    if other_files:
+        counts = ", ".join(f"{count} {extension}" for extension, count in sorted(other_files.items(), key=lambda item: (-item[1], item[0])))
+        console.warn(f"skipped {sum(other_files.values())} file(s) of {dataset_dir} that are not images by their names ({counts})")
     if not relative_paths:
         raise InputError(f"{dataset_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; point --dataset at a folder of images")
     relative_paths.sort()
     return relative_paths, labels_of(relative_paths)
+
+
+def is_clutter(name):
+    """Whether a file or folder name is one the system left there (hidden, AppleDouble, NAS thumbnails), not the user."""
+    return name.startswith(".") or name.lower() in CLUTTER_NAMES
 
 
 def full_paths(folder, relative_paths):
@@ -69,7 +89,8 @@ def why_unreadable(path):
         return "is a folder; pass image files, or their paths on stdin with - (find DIR -name '*.jpg' | search.py -)"
     if not os.path.lexists(path):
         return "does not exist; check the path"
-    return "not a readable image; pass image files (jpg, png, bmp, webp)"
+    return ("not a readable image; pass image files (jpg, png, webp, tiff, gif, heic, avif, bmp or a camera RAW such as "
+            "dng, cr2, nef, arw)")
 
 
 def read_image(path, image_size, channels, stamp=None):
@@ -86,14 +107,33 @@ def read_image(path, image_size, channels, stamp=None):
 
 
 def decode_file(path, image_size, channels, stamp=None):
-    """The image in a file, gray or BGR as OpenCV decodes it (a large JPEG reduced towards image_size); see read_image."""
+    """The image in a file, gray or BGR and upright (a large JPEG reduced towards image_size); see read_image."""
     encoded = read_regular_file(path, stamp)
     if encoded is None:
         raise UnreadableImage(f"{path}: not a regular file (missing, a broken link, or a device)")
-    image = cv2.imdecode(encoded, decode_flag(encoded, image_size, channels)) if encoded.size else None
+    return decode_bytes(encoded, path, image_size, channels)[0]
+
+
+def decode_bytes(encoded, path, image_size, channels):
+    """(image, reduction) of a file's bytes: gray or BGR uint8, upright, and the factor a JPEG was reduced by while decoded.
+
+    OpenCV decodes what it can, turned by its EXIF orientation; camera RAW (by the file's name) goes to rawpy,
+    HEIF and AVIF to Pillow, and what OpenCV cannot decode is offered to Pillow before it is called unreadable.
+    """
+    image, reduction = None, 1
+    if encoded.size and formats.is_raw(path):
+        image = formats.decode_raw(encoded, image_size, channels)
+    elif encoded.size and formats.is_heif(encoded):
+        image = formats.decode_with_pillow(encoded, channels)
+    elif encoded.size:
+        flag = decode_flag(encoded, image_size, channels)
+        image = cv2.imdecode(encoded, flag)
+        reduction = next((factor for factor, *flags in JPEG_REDUCTIONS if flag in flags), 1)
+        if image is None:
+            image, reduction = formats.decode_with_pillow(encoded, channels), 1
     if image is None or image.size == 0:
         raise UnreadableImage(f"{path}: not a readable image")
-    return image
+    return image, reduction
 
 
 def read_display_image(path, longer_side):
@@ -240,7 +280,15 @@ def infer_image_shape(paths, sample_count=200):
 def read_unchanged(path):
     """An image as stored (bit depth, channels), or None when it is not a readable image file."""
     encoded = read_regular_file(path)
-    return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded is not None and encoded.size else None
+    if encoded is None or not encoded.size:
+        return None
+    image = None if formats.is_raw(path) else cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    if image is None:  # RAW, HEIF, AVIF or another format only Pillow reads: as 8-bit colour.
+        try:
+            image = decode_bytes(encoded, path, 0, 3)[0]
+        except UnreadableImage:
+            return None
+    return image
 
 
 def read_batch(paths, image_size, channels, executor, stamps=None):
