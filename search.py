@@ -11,7 +11,7 @@ data, duplicates, gallery, index, model, pictures, ranking, safeio, vectors = cl
     "data", "duplicates", "gallery", "index", "model", "pictures", "ranking", "safeio", "vectors")
 
 FIELDS = ("output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
-          "images", "html_path", "encode_batch_size", "seed", "diffusion", "duplicates", "duplicate_distance")
+          "images", "images_limit", "html_path", "encode_batch_size", "seed", "diffusion", "duplicates", "duplicate_distance")
 
 
 def gather_queries(arguments, settings, indexed_dir):
@@ -37,13 +37,14 @@ def display_path(path):
 
 
 def write_pictures(settings, feature_index, query_paths, rows, distances, first_number, sections, missing):
-    """Per query, query_<i>.jpg and results_<i>.jpg (hits in rank order) from first_number on; gallery sections appended."""
+    """Per query up to --images-limit, query_<i>.jpg and results_<i>.jpg (hits in rank order) from first_number on;
+    gallery sections appended."""
     for number, (query_path, hit_rows, hit_distances) in enumerate(zip(query_paths, rows, distances), start=first_number):
         query_image = read_for_display(query_path, missing)
         hit_distances = hit_distances[hit_rows >= 0]
         hit_paths = [hit_path(feature_index, row) for row in hit_rows[hit_rows >= 0]]
         hit_images = [read_for_display(path, missing) for path in hit_paths]
-        if settings.images:
+        if settings.images and number <= settings.images_limit:
             pictures.write_rgb(os.path.join(settings.output_dir, f"query_{number}.jpg"), pictures.to_display(query_image))
             # A query without hits gets one blank cell, so results_<i>.jpg never shows an older search's hits.
             pictures.write_rgb(os.path.join(settings.output_dir, f"results_{number}.jpg"),
@@ -173,7 +174,7 @@ def report_hits(settings, autoencoder, feature_index, approximate, query_paths):
             for rank, (row, distance) in enumerate(zip(hit_rows[found], hit_distances[found]), start=1):
                 print(format_hit(query_path, rank, distance, hit_path(feature_index, row)))
         sys.stdout.flush()
-        if settings.images or settings.html_path:
+        if (settings.images and found_count < settings.images_limit) or settings.html_path:
             write_pictures(settings, feature_index, found_paths, rows, distances, found_count + 1, sections, missing)
         found_count += len(found_paths)
     if not found_count and not skipped:
@@ -184,6 +185,8 @@ def report_hits(settings, autoencoder, feature_index, approximate, query_paths):
     if settings.html_path:
         gallery.write_gallery(settings.html_path, sections, f"{len(sections)} queries, ranked by {settings.metric} distance.")
     report_missing(missing)
+    if settings.images and found_count > settings.images_limit:
+        console.note(f"montages written for the first {settings.images_limit} of {found_count} queries (--images-limit)")
 
 
 @cli.reports_errors

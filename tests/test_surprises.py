@@ -263,3 +263,14 @@ def test_a_mistyped_source_folder_is_refused_instead_of_falling_back(tmp_path, c
     line = fails_with(prepare_dataset, ["fashion-mnist", "--source", str(tmp_path / "fashoin"),
                                         "--dataset-root", str(tmp_path / "out")], capsys)
     assert f"--source {tmp_path / 'fashoin'}: no such folder" in line and not (tmp_path / "out").exists()
+
+
+def test_montages_are_written_for_the_first_queries_only_with_a_note(gray_model, gray_index, gray_dataset, tmp_path, capsys):
+    queries = [str(path) for path in sorted((gray_dataset / "test" / "disc").iterdir())]
+    assert len(queries) == 3
+    search.main([*queries, "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index), "--output",
+                 str(tmp_path), "--images-limit", "2", "--top-k", "2"])
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 6  # Every query's hits are printed all the same.
+    assert sorted(os.listdir(tmp_path)) == ["query_1.jpg", "query_2.jpg", "results_1.jpg", "results_2.jpg"]
+    assert "montages written for the first 2 of 3 queries (--images-limit)" in captured.err
