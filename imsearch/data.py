@@ -122,15 +122,15 @@ def decode_bytes(encoded, path, image_size, channels):
     """
     image, reduction = None, 1
     if encoded.size and formats.is_raw(path):
-        image = formats.decode_raw(encoded, image_size, channels)
+        image = formats.decode_raw(encoded, channels, image_size * REDUCED_SIDE_FACTOR)
     elif encoded.size and formats.is_heif(encoded):
-        image = formats.decode_with_pillow(encoded, channels)
+        image = formats.decode_with_pillow(encoded, channels, image_size * REDUCED_SIDE_FACTOR)
     elif encoded.size:
         flag = decode_flag(encoded, image_size, channels)
         image = cv2.imdecode(encoded, flag)
         reduction = next((factor for factor, *flags in JPEG_REDUCTIONS if flag in flags), 1)
         if image is None:
-            image, reduction = formats.decode_with_pillow(encoded, channels), 1
+            image, reduction = formats.decode_with_pillow(encoded, channels, image_size * REDUCED_SIDE_FACTOR), 1
     if image is None or image.size == 0:
         raise UnreadableImage(f"{path}: not a readable image")
     return image, reduction

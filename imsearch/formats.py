@@ -30,8 +30,12 @@ def is_heif(encoded):
     return encoded[4:8].tobytes() == b"ftyp" and encoded[8:12].tobytes() in HEIF_BRANDS
 
 
-def decode_with_pillow(encoded, channels):
-    """BGR or gray uint8 of an image Pillow reads (HEIC through pillow-heif), EXIF orientation applied; None if it cannot."""
+def decode_with_pillow(encoded, channels, shorter_side=0):
+    """BGR or gray uint8 of an image Pillow reads (HEIC through pillow-heif), EXIF orientation applied; None if it cannot.
+
+    shorter_side: where the file embeds a thumbnail at least this large on its shorter side (as phones' HEIC
+    files do), that is decoded instead of the whole photo; 0 decodes the whole photo.
+    """
     from PIL import Image, ImageOps
 
     register_heif()
@@ -40,6 +44,8 @@ def decode_with_pillow(encoded, channels):
             # Pillow warns of very large images on stderr; the suite refuses only what Pillow refuses.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(encoded.tobytes())) as image:
+                if shorter_side:
+                    image.draft(None, (shorter_side, shorter_side))
                 image = ImageOps.exif_transpose(image)
                 rgb = np.asarray(image.convert("L" if channels == 1 else "RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
@@ -58,7 +64,7 @@ def register_heif():
         register_heif.done = True
 
 
-def decode_raw(encoded, shorter_side, channels):
+def decode_raw(encoded, channels, shorter_side):
     """BGR or gray uint8 of a camera RAW file, upright; None when rawpy cannot read it.
 
     The JPEG preview cameras embed is used when its shorter side reaches shorter_side: it decodes in
