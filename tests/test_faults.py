@@ -13,6 +13,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import make_folder
 from imsearch import index, model
@@ -69,8 +70,10 @@ def test_training_killed_mid_run_resumes_to_the_same_epoch_count(tmp_path):
     model.load_autoencoder(str(output_dir / "autoencoder.keras"))
 
 
-def big_folder(root, unique=150, copies=30):
+@pytest.fixture(scope="module")
+def big_folder(tmp_path_factory, unique=150, copies=30):
     """unique large JPEGs and many symbolic links to them: slow enough to decode to interrupt."""
+    root = tmp_path_factory.mktemp("big")
     rng = np.random.default_rng(0)
     os.makedirs(root / "x")
     for number in range(unique):
@@ -81,11 +84,11 @@ def big_folder(root, unique=150, copies=30):
     return str(root)
 
 
-def test_indexing_killed_mid_run_keeps_the_previous_index(gray_model, gray_index, tmp_path):
+def test_indexing_killed_mid_run_keeps_the_previous_index(gray_model, gray_index, big_folder, tmp_path):
     index_path = tmp_path / "features.pkl"
     index_path.write_bytes(gray_index.read_bytes())
     before = digest(index_path)
-    argv = ["--dataset", big_folder(tmp_path / "big"), "--model", str(gray_model / "autoencoder.keras"),
+    argv = ["--dataset", big_folder, "--model", str(gray_model / "autoencoder.keras"),
             "--index", str(index_path)]
     process = start("index_dataset.py", argv, tmp_path / "index.err")
     wait_for(lambda: "encoding" in (tmp_path / "index.err").read_text(), process)
@@ -98,6 +101,24 @@ def test_indexing_killed_mid_run_keeps_the_previous_index(gray_model, gray_index
                            text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert len(index.load_index(str(index_path)).paths) == 150 * 30
+
+
+def test_ctrl_c_while_indexing_stops_at_once_with_one_line_and_keeps_the_previous_index(gray_model, gray_index, big_folder,
+                                                                                       tmp_path):
+    index_path = tmp_path / "features.pkl"
+    index_path.write_bytes(gray_index.read_bytes())
+    before = digest(index_path)
+    argv = ["--dataset", big_folder, "--model", str(gray_model / "autoencoder.keras"), "--index", str(index_path)]
+    process = start("index_dataset.py", argv, tmp_path / "index.err")
+    wait_for(lambda: "encoding" in (tmp_path / "index.err").read_text(), process)
+    process.send_signal(signal.SIGINT)
+    # Indexing all 4,500 images takes a minute; stopping waits for no more than the batch being decoded.
+    assert process.wait(timeout=20) == 130
+    errors = (tmp_path / "index.err").read_text()
+    assert "Traceback" not in errors
+    assert errors.splitlines()[-1] == ("index_dataset.py: interrupted; no file was left half-written "
+                                       "(each is written whole, then renamed)")
+    assert digest(index_path) == before and sorted(os.listdir(tmp_path)) == ["features.pkl", "index.err"]
 
 
 def limit_file_size():
