@@ -15,9 +15,10 @@ EXAMPLE_COUNT = 8
 
 def report_retrieval(settings, autoencoder):
     """Score the index with the labelled queries against pixel baselines; print, save JSON and a feature map."""
-    feature_index = index.load_index(settings.index_path, autoencoder, safeio.sha256_of_file(settings.model_path))
+    encoder = model.encoder_of(autoencoder)
+    feature_index = index.load_index(settings.index_path, encoder, safeio.sha256_of_file(settings.model_path))
     results = metrics.compare_with_baselines(
-        model.encoder_of(autoencoder), feature_index, settings.queries_dir, settings.metric, settings.encode_batch_size,
+        encoder, feature_index, settings.queries_dir, settings.metric, settings.encode_batch_size,
         settings.diffusion,
     )
     print(f"\nretrieval: {results['queries']} queries against {results['database']} indexed images")

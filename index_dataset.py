@@ -5,7 +5,7 @@ import os
 import config
 from imsearch import InputError, cli, console
 
-distributed, index, model, safeio = cli.lazy_modules("distributed", "index", "model", "safeio")
+distributed, index, runtime, safeio = cli.lazy_modules("distributed", "index", "runtime", "safeio")
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "workers",
           "ray_address", "compact_above", "compact_length", "approximate",
@@ -22,12 +22,12 @@ def main(argv=None):
     if settings.ray_address and not settings.workers:
         parser.error("--ray-address is the cluster --workers runs on: give --workers N with it")
     shard = index.parse_shard(settings.shard) if settings.shard else None
-    autoencoder = model.load_autoencoder(settings.model_path)
+    encoder = runtime.open_encoder(settings.model_path)
     model_sha256 = safeio.sha256_of_file(settings.model_path)
     previous = None
     if settings.update and os.path.isfile(settings.index_path):
         try:
-            previous = index.load_index(settings.index_path, autoencoder, model_sha256)
+            previous = index.load_index(settings.index_path, encoder, model_sha256)
         except InputError as problem:  # Another model or an older format: nothing in it can be reused.
             console.note(f"{str(problem).split(';')[0]}; encoding every image anew")
     if settings.workers:
@@ -37,7 +37,7 @@ def main(argv=None):
         encoded = feature_index.count
     else:
         feature_index, encoded = index.build_index(
-            model.encoder_of(autoencoder), settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard,
+            encoder, settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard,
             settings.histograms,
         )
     feature_index = index.compacted(feature_index, settings.compact_above, settings.compact_length)

@@ -7,8 +7,8 @@ import sys
 import config
 from imsearch import InputError, cli, console
 
-data, duplicates, gallery, index, model, pictures, ranking, safeio, vectors = cli.lazy_modules(
-    "data", "duplicates", "gallery", "index", "model", "pictures", "ranking", "safeio", "vectors")
+data, duplicates, gallery, index, pictures, ranking, runtime, safeio, vectors = cli.lazy_modules(
+    "data", "duplicates", "gallery", "index", "pictures", "ranking", "runtime", "safeio", "vectors")
 
 FIELDS = ("output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
           "images", "images_limit", "html_path", "encode_batch_size", "seed", "diffusion", "duplicates", "duplicate_distance")
@@ -107,12 +107,12 @@ def report_duplicates(settings, index_paths):
         report_missing(missing)
 
 
-def load_indexes(index_paths, autoencoder, settings):
+def load_indexes(index_paths, encoder, settings):
     """The index (shards merged into one) and its approximate index when there is one to use.
 
     The features are post-processed for --metric in place, so a large index is never held twice.
     """
-    feature_index = index.load_indexes(index_paths, autoencoder, safeio.sha256_of_file(settings.model_path))
+    feature_index = index.load_indexes(index_paths, encoder, safeio.sha256_of_file(settings.model_path))
     # Merged shards have no approximate index of their own.
     approximate = None
     if len(index_paths) == 1 and settings.approximate != "never":
@@ -148,7 +148,7 @@ def hit_path(feature_index, row):
     return os.path.join(feature_index.dataset_dir, feature_index.paths[row])
 
 
-def report_hits(settings, autoencoder, feature_index, approximate, query_paths):
+def report_hits(settings, encoder, feature_index, approximate, query_paths):
     """Rank the index for the query paths a batch at a time, printing each batch's hits and writing its pictures.
 
     Each batch is printed as soon as it is ranked: memory stays that of a batch, and a reader sees the first
@@ -157,12 +157,12 @@ def report_hits(settings, autoencoder, feature_index, approximate, query_paths):
     batch, skipped, first_skipped, found_count, without_hits, sections, missing = [], 0, None, 0, 0, [], []
     if settings.images:
         clear_earlier_pictures(settings.output_dir)
-    batches = ranking.search_batches(model.encoder_of(autoencoder), feature_index,
+    batches = ranking.search_batches(encoder, feature_index,
                                      counted(query_paths, batch), settings.top_k,
                                      settings.metric, settings.encode_batch_size, approximate, settings.diffusion)
     for found_paths, rows, distances in batches:
         if not found_count:
-            data.warn_if_colour_for_gray_model(found_paths, model.image_shape_of(autoencoder)[1], "the queries")
+            data.warn_if_colour_for_gray_model(found_paths, encoder.channels, "the queries")
         if len(found_paths) < len(batch):
             readable = set(found_paths)
             first_skipped = first_skipped or next(path for path in batch if path not in readable)
@@ -208,9 +208,9 @@ def main(argv=None):
     if settings.metric == "euclidean" and settings.diffusion:
         console.warn("--metric euclidean ranks without diffusion, which re-ranks cosine similarities only; "
                      "pass --no-diffusion to say so, or use the default cosine")
-    autoencoder = model.load_autoencoder(settings.model_path)
-    feature_index, approximate = load_indexes(index_paths, autoencoder, settings)
-    report_hits(settings, autoencoder, feature_index, approximate, gather_queries(arguments.queries, settings, feature_index.dataset_dir))
+    encoder = runtime.open_encoder(settings.model_path)
+    feature_index, approximate = load_indexes(index_paths, encoder, settings)
+    report_hits(settings, encoder, feature_index, approximate, gather_queries(arguments.queries, settings, feature_index.dataset_dir))
 
 
 if __name__ == "__main__":

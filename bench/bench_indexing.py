@@ -1,4 +1,8 @@
-"""Indexing throughput: index_dataset.py on a folder of real images against the encoder's bare predict."""
+"""Indexing throughput: index_dataset.py on a folder of real images against the encoder's bare predict.
+
+Also times the encoder alone on the same in-memory batches in both runtimes, Keras (a traced tf.function) and
+onnxruntime on the ONNX export, which indexing and search use.
+"""
 
 import argparse
 import os
@@ -13,7 +17,7 @@ import numpy as np
 import common
 import index_dataset
 import config
-from imsearch import data, encoding, model
+from imsearch import data, encoding, model, runtime
 
 
 def link_folder(paths, folder):
@@ -41,14 +45,18 @@ def main():
     parser.add_argument("--model", default=config.DEFAULTS.in_run_folder().model_path, help="a trained model (run demo.sh first)")
     arguments = parser.parse_args()
     paths = common.real_image_paths(arguments.images)
-    encoder = model.encoder_of(model.load_autoencoder(arguments.model))
-    size, channels = model.image_shape_of(encoder)
+    autoencoder = model.load_autoencoder(arguments.model)
+    network, keras_encoder, onnx_encoder = model.encoder_network(autoencoder), model.encoder_of(autoencoder), runtime.open_encoder(arguments.model)
+    size, channels = onnx_encoder.image_size, onnx_encoder.channels
     pixels = np.stack([data.read_image(path, size, channels) for path in paths])
     in_memory = pixels.astype(np.float32) / 255
     batch_size = config.DEFAULTS.encode_batch_size
-    encode = encoding.make_encode_function(encoder, True)
+    encode = encoding.make_encode_function(onnx_encoder, True)
+    batches = lambda function: [function(in_memory[start : start + batch_size]) for start in range(0, len(in_memory), batch_size)]  # noqa: E731
     variants = {
-        "predict": lambda: encoder.predict(in_memory, batch_size=batch_size, verbose=0),
+        "predict": lambda: network.predict(in_memory, batch_size=batch_size, verbose=0),
+        "keras_batches": lambda: batches(keras_encoder),
+        "onnx_batches": lambda: batches(onnx_encoder),
         "in_memory_with_histograms": lambda: [encode(pixels[start : start + batch_size]) for start in range(0, len(pixels), batch_size)],
     }
     with tempfile.TemporaryDirectory() as folder:
@@ -74,6 +82,9 @@ def main():
     common.report("index_dataset_encoder_only_images_per_s", rate["index_encoder_only"],
                   "img/s (--no-histograms: reading, decoding, encoding, writing)")
     common.report("index_over_predict", rate["index_encoder_only"] / rate["predict"], "ratio (target >= 0.67)")
+    common.report("keras_encoder_images_per_s", rate["keras_batches"], f"img/s (Keras, batches of {batch_size} in memory)")
+    common.report("onnx_encoder_images_per_s", rate["onnx_batches"], "img/s (onnxruntime, the same batches)")
+    common.report("onnx_over_keras", rate["onnx_batches"] / rate["keras_batches"], "ratio")
     common.report("in_memory_with_histograms_images_per_s", rate["in_memory_with_histograms"],
                   "img/s (the encoder plus histograms, images already in memory)")
     common.report("index_dataset_default_images_per_s", rate["index_default"], "img/s (with histograms, the default)")

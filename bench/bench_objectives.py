@@ -34,6 +34,8 @@ SETTINGS = {
     "vicreg-batch-128": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--batch-size", "128"],
     "vicreg-batch-128-lr-3e-3": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--batch-size", "128",
                                  "--learning-rate", "3e-3"],
+    "vicreg-2-per-stage": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--convolutions-per-stage", "2"],
+    "vicreg-3-per-stage": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--convolutions-per-stage", "3"],
     "vicreg-0.03": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.03"],
     "vicreg-latent-384": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--latent-dim", "384"],
 }

@@ -9,7 +9,7 @@ from tensorflow import keras
 
 import common
 import config
-from imsearch import data, model, training
+from imsearch import data, training
 
 
 class EpochTimer(keras.callbacks.Callback):

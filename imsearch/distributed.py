@@ -3,7 +3,7 @@
 import os
 import warnings
 
-from imsearch import InputError, console, data, index
+from imsearch import InputError, console, data, index, runtime
 
 
 def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_size, histograms, address="",
@@ -19,7 +19,7 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
     count = len(data.list_images(dataset_dir)[0])
     workers = min(workers, count)  # An empty shard would be an error of its own.
     if not address and workers > (os.cpu_count() or 1):
-        # Each worker is a TensorFlow process: more than the cores only contend for them, and for memory.
+        # Each worker runs an encoder on every core: more workers than cores only contend for them, and for memory.
         console.note(f"--workers {workers} on this machine's {os.cpu_count()} cores: starting {os.cpu_count()}")
         workers = os.cpu_count() or 1
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Workers' lines keep their "(encode_shard pid=N)" prefix, uncoloured.
@@ -36,9 +36,7 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
     try:
         fitted = None
         if compact_above is not None and count >= max(compact_above, 2):
-            from imsearch import model
-
-            encoder = model.encoder_of(model.load_autoencoder(model_path))
+            encoder = runtime.open_encoder(model_path)  # Here first: the workers then find the export made.
             fitted = index.projection_of_sample(encoder, dataset_dir, batch_size, histograms, compact_length)
         encode = ray.remote(encode_shard)
         arguments = (os.path.abspath(dataset_dir), os.path.abspath(model_path), model_sha256, batch_size, histograms, fitted)
@@ -59,9 +57,7 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
 
 def encode_shard(dataset_dir, model_path, model_sha256, batch_size, histograms, fitted, shard):
     """On a worker: the index of one shard of the folder (projected with fitted when given), as the plain dict shipped back."""
-    from imsearch import model
-
-    encoder = model.encoder_of(model.load_autoencoder(model_path))
+    encoder = runtime.open_encoder(model_path)
     feature_index, _ = index.build_index(encoder, dataset_dir, model_sha256, batch_size, shard=shard, histograms=histograms,
                                          fitted_projection=fitted)
     return feature_index.to_dict()

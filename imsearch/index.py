@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from imsearch import InputError, console, data, encoding, graph, locations, model, projection, ranking, safeio, vectors
+from imsearch import InputError, console, data, encoding, graph, locations, projection, ranking, safeio, vectors
 
 FORMAT_VERSION = 5
 # Format 4 differs only in float32 features and no projection fields, so it is read as it is.
@@ -188,7 +188,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
         relative_paths = relative_paths[shard[0] :: shard[1]]
         labels = None if labels is None else labels[shard[0] :: shard[1]]
     paths = data.full_paths(dataset_dir, relative_paths)
-    data.warn_if_colour_for_gray_model(paths, model.image_shape_of(encoder)[1], f"the images of {dataset_dir}")
+    data.warn_if_colour_for_gray_model(paths, encoder.channels, f"the images of {dataset_dir}")
     if previous is None:
         stamps = np.full((len(paths), 2), -1, dtype=np.int64)  # Filled in by the reads: no second stat per file.
     else:
@@ -214,7 +214,7 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     if not kept:
         raise InputError(f"{dataset_dir}: none of the {len(paths)} images is readable; check the folder")
     reused = [position for position, row in enumerate(reusable) if row >= 0]
-    image_size, channels = model.image_shape_of(encoder)
+    image_size, channels = encoder.image_size, encoder.channels
     if reused:
         # Folder order, new features where files were encoded and the previous index's where unchanged.
         features = np.zeros((len(paths), new_features.shape[1]), np.float32)
@@ -440,14 +440,14 @@ def merge_indexes(indexes, index_paths):
     )
 
 
-def load_indexes(index_paths, autoencoder=None, model_sha256=None):
+def load_indexes(index_paths, encoder=None, model_sha256=None):
     """The index at each path, loaded as load_index does, and shards merged into one."""
-    indexes = [load_index(path, autoencoder, model_sha256) for path in index_paths]
+    indexes = [load_index(path, encoder, model_sha256) for path in index_paths]
     return merge_indexes(indexes, index_paths) if len(indexes) > 1 else indexes[0]
 
 
-def load_index(index_path, autoencoder=None, model_sha256=None):
-    """Read an index with the restricted unpickler and check it belongs to the given model."""
+def load_index(index_path, encoder=None, model_sha256=None):
+    """Read an index with the restricted unpickler and check it belongs to the given model (its runtime.Encoder)."""
     if not os.path.isfile(index_path):
         raise safeio.missing_file_error(index_path, "index", locations.INDEX_FILE, "index_dataset.py", "--index",
                                         f"make it with index_dataset.py --index {index_path}")
@@ -457,9 +457,8 @@ def load_index(index_path, autoencoder=None, model_sha256=None):
         raise InputError(f"{index_path}: {problem}; rebuild it with index_dataset.py") from None
     if model_sha256 is not None and feature_index.model_sha256 != model_sha256:
         raise InputError(f"{index_path}: made with another model than the one given; rebuild it with index_dataset.py --model")
-    if autoencoder is not None:
-        image_size, channels = model.image_shape_of(autoencoder)
-        expected = (image_size, channels, encoding.feature_length(model.encoder_of(autoencoder), feature_index.histograms))
+    if encoder is not None:
+        expected = (encoder.image_size, encoder.channels, encoding.feature_length(encoder, feature_index.histograms))
         # A compact index's projection takes the model's features: its basis has one row per feature.
         length = feature_index.projection_basis.shape[0] if feature_index.compact else feature_index.features.shape[1]
         found = (feature_index.image_size, feature_index.channels, length)

@@ -1,9 +1,15 @@
 """The regularized convolutional autoencoder: build, compile, load safely, and its encoder."""
 
+import contextlib
+import io
+import logging
 import os
+import warnings
 
-from imsearch import InputError, invariance, locations, safeio
-from imsearch.backend import keras
+import numpy as np
+
+from imsearch import InputError, invariance, locations, runtime, safeio
+from imsearch.backend import keras, tf
 
 layers = keras.layers
 
@@ -27,6 +33,8 @@ def build_autoencoder(image_size, channels, settings):
     x = inputs
     for index, filters in enumerate(settings.filters):
         x = downsample(x, filters, settings.architecture, name=f"down_{index}")
+        for number in range(1, settings.convolutions_per_stage):
+            x = convolve(x, filters, name=f"down_{index}_{number}")
     feature_map_shape = tuple(x.shape[1:])
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(
@@ -53,6 +61,13 @@ def downsample(x, filters, architecture, name):
         x = layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)
     else:
         x = layers.Conv2D(filters, 3, strides=2, padding="same", name=f"{name}_conv")(x)
+    x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
+    return layers.BatchNormalization(name=f"{name}_norm")(x)
+
+
+def convolve(x, filters, name):
+    """A further 3x3 convolution at the same size: the encoder sees larger shapes before the latent."""
+    x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
     x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
     return layers.BatchNormalization(name=f"{name}_norm")(x)
 
@@ -153,6 +168,53 @@ def image_shape_of(model):
     return model.input_shape[1], model.input_shape[3]
 
 
-def encoder_of(model):
+def encoder_network(model):
     """The encoder sub-model, found by layer name."""
     return keras.Model(model.input, model.get_layer(ENCODER_LAYER).output, name="encoder_model")
+
+
+def encoder_of(model):
+    """The model's encoder as indexing and search run it (a runtime.Encoder), computed by Keras."""
+    network = encoder_network(model)
+    image_size, channels = image_shape_of(model)
+
+    # One trace serves every batch size: far cheaper than predict per call.
+    @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, channels), tf.float32)])
+    def encode(images):
+        return network(images, training=False)
+
+    return runtime.Encoder(image_size, channels, network.output_shape[-1], lambda images: encode(tf.constant(images)).numpy())
+
+
+def export_encoder(model, model_path):
+    """Write the model's encoder as ONNX (runtime.export_path_of), its metadata naming the model file by SHA-256."""
+    import onnx
+
+    network = encoder_network(model)
+    latent = network.get_layer("latent")
+    # The L1 activity penalty only shapes training and carries no weights; the ONNX exporter cannot convert it.
+    penalty, latent.activity_regularizer = latent.activity_regularizer, None
+    try:
+        network(np.zeros((1, *model.input_shape[1:]), np.float32))  # Keras exports only a model that has been called.
+        with safeio.atomic_path(runtime.export_path_of(model_path)) as temporary_path, quiet_export():
+            network.export(temporary_path, format="onnx", verbose=False)
+            exported = onnx.load(temporary_path)
+            entry = exported.metadata_props.add()
+            entry.key, entry.value = runtime.MODEL_SHA256_KEY, safeio.sha256_of_file(model_path)
+            onnx.save(exported, temporary_path)
+    finally:
+        latent.activity_regularizer = penalty
+
+
+@contextlib.contextmanager
+def quiet_export():
+    """Keep the ONNX exporter's notices and warnings (tf2onnx's logging, numpy's deprecations) off stdout and stderr."""
+    tf2onnx_logger = logging.getLogger("tf2onnx")
+    level = tf2onnx_logger.level
+    tf2onnx_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        tf2onnx_logger.setLevel(level)

@@ -292,4 +292,6 @@ def train(settings):
     if callbacks[0].best == float("inf"):  # No epoch of this run reached a finite loss, so none was saved.
         raise InputError(f"training diverged (loss NaN or infinite) before any epoch could be saved; no model written to "
                          f"{settings.output_dir}: try a lower --learning-rate")
+    # The encoder of the best model as ONNX beside it, so indexing and search run without TensorFlow.
+    model.export_encoder(model.load_autoencoder(model_path), model_path)
     return model_path, read_history(os.path.join(settings.output_dir, "logs", HISTORY_FILE), settings.epochs)

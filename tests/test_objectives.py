@@ -58,7 +58,7 @@ def mean_rank_of_copies(autoencoder, originals, copies):
     """Mean rank (1 is best) of each original's edited copy among all copies, by the encoder's cosine similarity."""
     encoder = model.encoder_of(autoencoder)
     unit = lambda rows: rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    similarities = unit(encoder(originals).numpy()) @ unit(encoder(copies).numpy()).T
+    similarities = unit(encoder(originals)) @ unit(encoder(copies)).T
     own = np.diag(similarities)[:, None]
     return float(np.mean(1 + np.sum(similarities > own, axis=1)))
 
