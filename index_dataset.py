@@ -30,27 +30,16 @@ def main(argv=None):
             previous = index.load_index(settings.index_path, encoder, model_sha256)
         except InputError as problem:  # Another model or an older format: nothing in it can be reused.
             console.note(f"{str(problem).split(';')[0]}; encoding every image anew")
+    encoded_index = None
     if settings.workers:
-        feature_index = distributed.build_index_on_ray(settings.dataset_dir, settings.model_path, model_sha256, settings.workers,
+        encoded_index = distributed.build_index_on_ray(settings.dataset_dir, settings.model_path, model_sha256, settings.workers,
                                                        settings.encode_batch_size, settings.histograms, settings.ray_address,
                                                        settings.compact_above, settings.compact_length)
-        encoded = feature_index.count
-    else:
-        feature_index, encoded = index.build_index(
-            encoder, settings.dataset_dir, model_sha256, settings.encode_batch_size, previous, shard,
-            settings.histograms,
-        )
-    feature_index = index.compacted(feature_index, settings.compact_above, settings.compact_length)
-    approximate = index.approximate_index_for(feature_index, settings.approximate, settings.approximate_above, settings.metric)
-    relinked = 0
-    if settings.diffusion:
-        feature_index, relinked = index.linked_for_diffusion(feature_index, previous, approximate, settings.approximate_above,
-                                                             settings.metric)
-    feature_index = index.save_index(feature_index, settings.index_path, approximate, settings.metric)
-    count, length = feature_index.features.shape
-    beside = " with an approximate index beside it" if feature_index.approximate_sha256 else ""
-    console.log(f"indexed {count} images ({length} features each) to {settings.index_path}{beside}")
-    return index.IndexingReport(images=count, encoded=encoded, relinked=relinked)
+    return index.index_folder(
+        encoder, model_sha256, settings.dataset_dir, settings.index_path, settings.encode_batch_size, previous, shard,
+        settings.histograms, settings.compact_above, settings.compact_length, settings.approximate, settings.approximate_above,
+        settings.diffusion, settings.metric, encoded_index,
+    )
 
 
 if __name__ == "__main__":

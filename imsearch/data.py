@@ -101,6 +101,18 @@ def read_image(path, image_size, channels, stamp=None):
     image = decode_file(path, image_size, channels, stamp)
     if channels == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return at_model_size(image, image_size, channels)
+
+
+def at_model_size(image, image_size, channels):
+    """An RGB or gray uint8 image as (image_size, image_size, channels): aspect kept, centre-cropped, converted as needed."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] in (1, 4):  # Gray with a channel axis; RGBA, whose alpha is dropped.
+        image = image[..., 0] if image.shape[2] == 1 else np.ascontiguousarray(image[..., :3])
+    if image.ndim == 3 and channels == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    elif image.ndim == 2 and channels == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.shape[:2] != (image_size, image_size):
         image = resize_and_crop(image, image_size)
     return image.reshape(image_size, image_size, channels)

@@ -64,6 +64,23 @@ def encode_queries(encoder, paths, batch_size, histograms=False):
     return both[:, :length], both[:, length:], readable
 
 
+def encode_images(encoder, images, histograms=False):
+    """Features of in-memory images (RGB or gray uint8 arrays of any size) and of their mirror images, as encode_queries."""
+    from imsearch import InputError
+
+    pixels = []
+    for number, image in enumerate(images):
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or min(image.shape[:2]) < 1 or \
+                (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise InputError(f"image {number}: expected a uint8 array, (height, width) or (height, width, 1, 3 or 4) "
+                             f"RGB, got {image.dtype} {image.shape}")
+        pixels.append(data.at_model_size(image, encoder.image_size, encoder.channels))
+    length = feature_length(encoder, histograms)
+    both = make_encode_function(encoder, histograms, mirrored=True)(np.stack(pixels))
+    return both[:, :length], both[:, length:]
+
+
 def pixel_features(paths, image_size, channels, batch_size):
     """Raw pixels as flat feature vectors (the baseline), and which paths were readable."""
     flatten = lambda batch: batch.reshape(len(batch), -1).astype(np.float32) / 255.0  # noqa: E731

@@ -239,6 +239,29 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     ), len(pending) - len(unreadable)
 
 
+def index_folder(encoder, model_sha256, dataset_dir, index_path, batch_size, previous=None, shard=None, histograms=True,
+                 compact_above=10_000, compact_length=256, approximate="auto", approximate_above=200_000, diffusion=True,
+                 metric="cosine", encoded_index=None):
+    """Encode a folder (or what changed since previous), compact, link and save its index; returns an IndexingReport.
+
+    encoded_index: an index already encoded elsewhere (the shards of a Ray run, merged), to finish and save.
+    """
+    if encoded_index is None:
+        feature_index, encoded = build_index(encoder, dataset_dir, model_sha256, batch_size, previous, shard, histograms)
+    else:
+        feature_index, encoded = encoded_index, encoded_index.count
+    feature_index = compacted(feature_index, compact_above, compact_length)
+    approximate_index = approximate_index_for(feature_index, approximate, approximate_above, metric)
+    relinked = 0
+    if diffusion:
+        feature_index, relinked = linked_for_diffusion(feature_index, previous, approximate_index, approximate_above, metric)
+    feature_index = save_index(feature_index, index_path, approximate_index, metric)
+    count, length = feature_index.features.shape
+    beside = " with an approximate index beside it" if feature_index.approximate_sha256 else ""
+    console.log(f"indexed {count} images ({length} features each) to {index_path}{beside}")
+    return IndexingReport(images=count, encoded=encoded, relinked=relinked)
+
+
 def compacted(feature_index, compact_above, length):
     """The index with its features projected onto `length` principal components when it holds compact_above images or more.
 
