@@ -58,16 +58,16 @@ def recall(found, expected):
 
 def real_quality(query_count):
     """Graph recall and P@10 of the approximate path against the exact one on the real Fashion-MNIST index."""
-    from imsearch import data, encoding, model
+    from imsearch import data, encoding, runtime
 
     output_dir = os.path.join(common.REPOSITORY_DIR, "output", "bench", "fashion-mnist")
-    autoencoder = model.load_autoencoder(os.path.join(output_dir, "autoencoder.keras"))
-    feature_index = index.load_index(os.path.join(output_dir, "features.pkl"), autoencoder)
+    encoder = runtime.open_encoder(os.path.join(output_dir, "autoencoder.keras"))
+    feature_index = index.load_index(os.path.join(output_dir, "features.pkl"), encoder)
     test_dir = os.path.join(common.REPOSITORY_DIR, "dataset", "fashion-mnist", "test")
     relative_paths, labels = data.list_images(test_dir)
     chosen = np.sort(np.random.default_rng(0).choice(len(relative_paths), query_count, replace=False))
     paths = data.full_paths(test_dir, [relative_paths[i] for i in chosen])
-    queries, mirrored, _ = encoding.encode_queries(model.encoder_of(autoencoder), paths, config.DEFAULTS.encode_batch_size,
+    queries, mirrored, _ = encoding.encode_queries(encoder, paths, config.DEFAULTS.encode_batch_size,
                                                    feature_index.histograms)
     queries, mirrored = (vectors.postprocess_features(feature_index.as_stored(rows), "cosine") for rows in (queries, mirrored))
     query_labels = np.array([labels[i] for i in chosen])

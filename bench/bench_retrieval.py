@@ -71,7 +71,7 @@ def table_rows(name, epochs, max_queries, index_flags=()):
     train_dir, test_dir, output_dir = prepare(name, epochs, index_flags)
     autoencoder = model.load_autoencoder(os.path.join(output_dir, "autoencoder.keras"))
     encoder = model.encoder_of(autoencoder)
-    feature_index = index.load_index(os.path.join(output_dir, "features.pkl"), autoencoder)
+    feature_index = index.load_index(os.path.join(output_dir, "features.pkl"), encoder)
     relative_paths, query_labels = data.list_images(test_dir)
     if max_queries and len(relative_paths) > max_queries:
         chosen = np.sort(np.random.default_rng(0).choice(len(relative_paths), max_queries, replace=False))
@@ -86,7 +86,7 @@ def table_rows(name, epochs, max_queries, index_flags=()):
     image_size, channels = feature_index.image_size, feature_index.channels
     database_pixels, _ = encoding.pixel_features(database_paths, image_size, channels, batch_size)
     query_pixels, _ = encoding.pixel_features(query_paths, image_size, channels, batch_size)
-    encoder_length = encoder.output_shape[-1]
+    encoder_length = encoder.length
     gradient_end = encoder_length + descriptors.HISTOGRAM_LENGTH
     parts = [("encoder", slice(0, encoder_length)), ("gradient histograms", slice(encoder_length, gradient_end))]
     if channels == 3:
