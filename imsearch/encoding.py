@@ -2,17 +2,38 @@
 
 import collections
 import concurrent.futures
+import dataclasses
+from typing import Callable
 
 import numpy as np
 
-from imsearch import console, data, descriptors
+from imsearch import InputError, console, data, descriptors
 
 # Feature calls running at once on separate batches.
 TRANSFORMS_IN_FLIGHT = 3
 
 
+@dataclasses.dataclass(frozen=True)
+class Encoder:
+    """An encoder ready to run, by onnxruntime (runtime.open_encoder) or Keras (model.encoder_of):
+    (B, S, S, C) float32 images in [0, 1] -> (B, length) float32 features."""
+
+    image_size: int
+    channels: int
+    length: int
+    run: Callable
+
+    def __post_init__(self):
+        if self.image_size <= 0 or self.channels not in (1, 3) or self.length <= 0:
+            raise InputError(f"an encoder for {self.image_size}x{self.image_size}x{self.channels} images giving "
+                             f"{self.length} features is not this suite's; retrain with train.py")
+
+    def __call__(self, images):
+        return self.run(images)
+
+
 def feature_length(encoder, histograms):
-    """Length of the feature vectors encode_paths makes with this encoder (a runtime.Encoder) and histogram setting."""
+    """Length of the feature vectors encode_paths makes with this Encoder and histogram setting."""
     return encoder.length + (descriptors.histograms_length(encoder.channels) if histograms else 0)
 
 
@@ -66,8 +87,6 @@ def encode_queries(encoder, paths, batch_size, histograms=False):
 
 def encode_images(encoder, images, histograms=False):
     """Features of in-memory images (RGB or gray uint8 arrays of any size) and of their mirror images, as encode_queries."""
-    from imsearch import InputError
-
     pixels = []
     for number, image in enumerate(images):
         image = np.asarray(image)

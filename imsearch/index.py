@@ -470,7 +470,7 @@ def load_indexes(index_paths, encoder=None, model_sha256=None):
 
 
 def load_index(index_path, encoder=None, model_sha256=None):
-    """Read an index with the restricted unpickler and check it belongs to the given model (its runtime.Encoder)."""
+    """Read an index with the restricted unpickler and check it belongs to the given model (its encoding.Encoder)."""
     if not os.path.isfile(index_path):
         raise safeio.missing_file_error(index_path, "index", locations.INDEX_FILE, "index_dataset.py", "--index",
                                         f"make it with index_dataset.py --index {index_path}")

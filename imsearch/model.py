@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from imsearch import InputError, invariance, locations, runtime, safeio
+from imsearch import InputError, encoding, invariance, locations, safeio
 from imsearch.backend import keras, tf
 
 layers = keras.layers
@@ -174,7 +174,7 @@ def encoder_network(model):
 
 
 def encoder_of(model):
-    """The model's encoder as indexing and search run it (a runtime.Encoder), computed by Keras."""
+    """The model's encoder as indexing and search take it (an encoding.Encoder), computed by Keras."""
     network = encoder_network(model)
     image_size, channels = image_shape_of(model)
 
@@ -183,11 +183,11 @@ def encoder_of(model):
     def encode(images):
         return network(images, training=False)
 
-    return runtime.Encoder(image_size, channels, network.output_shape[-1], lambda images: encode(tf.constant(images)).numpy())
+    return encoding.Encoder(image_size, channels, network.output_shape[-1], lambda images: encode(tf.constant(images)).numpy())
 
 
 def export_encoder(model, model_path):
-    """Write the model's encoder as ONNX (runtime.export_path_of), its metadata naming the model file by SHA-256."""
+    """Write the model's encoder as ONNX (locations.export_path_of), its metadata naming the model file by SHA-256."""
     import onnx
 
     network = encoder_network(model)
@@ -196,11 +196,11 @@ def export_encoder(model, model_path):
     penalty, latent.activity_regularizer = latent.activity_regularizer, None
     try:
         network(np.zeros((1, *model.input_shape[1:]), np.float32))  # Keras exports only a model that has been called.
-        with safeio.atomic_path(runtime.export_path_of(model_path)) as temporary_path, quiet_export():
+        with safeio.atomic_path(locations.export_path_of(model_path)) as temporary_path, quiet_export():
             network.export(temporary_path, format="onnx", verbose=False)
             exported = onnx.load(temporary_path)
             entry = exported.metadata_props.add()
-            entry.key, entry.value = runtime.MODEL_SHA256_KEY, safeio.sha256_of_file(model_path)
+            entry.key, entry.value = locations.EXPORT_MODEL_SHA256_KEY, safeio.sha256_of_file(model_path)
             onnx.save(exported, temporary_path)
     finally:
         latent.activity_regularizer = penalty

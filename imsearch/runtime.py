@@ -5,41 +5,12 @@ SHA-256 in the export's metadata. A missing or stale export is made again where 
 refused with one line where it is not (a search-only install).
 """
 
-import dataclasses
 import importlib.util
 import os
-from typing import Callable
 
 import numpy as np
 
-from imsearch import InputError, console, locations, safeio
-
-# The metadata key of the export that names the model file it was made from.
-MODEL_SHA256_KEY = "imsearch_model_sha256"
-
-
-@dataclasses.dataclass(frozen=True)
-class Encoder:
-    """An encoder ready to run: (B, S, S, C) float32 images in [0, 1] -> (B, length) float32 features."""
-
-    image_size: int
-    channels: int
-    length: int
-    run: Callable
-
-    def __post_init__(self):
-        if self.image_size <= 0 or self.channels not in (1, 3) or self.length <= 0:
-            raise InputError(f"an encoder for {self.image_size}x{self.image_size}x{self.channels} images giving "
-                             f"{self.length} features is not this suite's; retrain with train.py")
-
-    def __call__(self, images):
-        return self.run(images)
-
-
-def export_path_of(model_path):
-    """The ONNX export beside a model: output/autoencoder.keras -> output/autoencoder.encoder.onnx."""
-    return os.path.splitext(model_path)[0] + ".encoder.onnx"
-
+from imsearch import InputError, console, encoding, locations, safeio
 
 def open_encoder(model_path):
     """The model's encoder run by onnxruntime, its export made again first when it is missing or stale."""
@@ -47,9 +18,9 @@ def open_encoder(model_path):
         raise safeio.missing_file_error(model_path, "model", locations.MODEL_FILE, "train.py", "--model",
                                         "pass --model with a model train.py wrote")
     model_sha256 = safeio.sha256_of_file(model_path)
-    export_path = export_path_of(model_path)
+    export_path = locations.export_path_of(model_path)
     session = open_session(export_path)
-    if session is None or session.get_modelmeta().custom_metadata_map.get(MODEL_SHA256_KEY) != model_sha256:
+    if session is None or session.get_modelmeta().custom_metadata_map.get(locations.EXPORT_MODEL_SHA256_KEY) != model_sha256:
         rebuild_export(model_path, export_path, "missing" if session is None else "made from another model")
         session = open_session(export_path)
     return encoder_of_session(session, export_path)
@@ -89,5 +60,5 @@ def encoder_of_session(session, export_path):
     if len(shape) != 4 or shape[1] != shape[2] or not isinstance(shape[1], int) or len(outputs[0].shape) != 2:
         raise InputError(f"{export_path}: not this suite's encoder export; delete it and index again to make it anew")
     name = inputs[0].name
-    return Encoder(shape[1], shape[3], outputs[0].shape[1],
+    return encoding.Encoder(shape[1], shape[3], outputs[0].shape[1],
                    lambda images: session.run(None, {name: np.ascontiguousarray(images, dtype=np.float32)})[0])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import config
-from imsearch import data, encoding, model, photos, runtime
+from imsearch import data, encoding, locations, model, photos, runtime
 
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Runs a script as `python script.py ...` would, with TensorFlow and Keras impossible to import.
@@ -47,7 +47,7 @@ def test_training_writes_the_export_and_its_features_match_keras_on_gray_and_col
     colour_run, photo_folder = colour_model
     for run, folder in ((colour_run, photo_folder), (gray_model, gray_dataset / "train")):
         model_path = str(run / config.MODEL_FILE)
-        assert os.path.isfile(runtime.export_path_of(model_path))
+        assert os.path.isfile(locations.export_path_of(model_path))
         paths = data.full_paths(str(folder), data.list_images(str(folder))[0])
         with_keras, _ = encoding.encode_paths(model.encoder_of(model.load_autoencoder(model_path)), paths, 64, histograms=True)
         with_onnx, _ = encoding.encode_paths(runtime.open_encoder(model_path), paths, 64, histograms=True)
@@ -69,7 +69,7 @@ def test_a_missing_export_is_made_again_with_tensorflow_and_refused_in_one_line_
     run, folder = colour_model
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    export_path = runtime.export_path_of(str(copy / config.MODEL_FILE))
+    export_path = locations.export_path_of(str(copy / config.MODEL_FILE))
     os.remove(export_path)
     refused = run_without_tensorflow("index_dataset.py", "--dataset", str(folder), "--output", str(copy))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
@@ -86,7 +86,7 @@ def test_an_export_of_another_model_is_made_again(colour_model, gray_model, tmp_
     run, _ = colour_model
     model_path = str(tmp_path / config.MODEL_FILE)
     shutil.copy(run / config.MODEL_FILE, model_path)
-    shutil.copy(runtime.export_path_of(str(gray_model / config.MODEL_FILE)), runtime.export_path_of(model_path))
+    shutil.copy(locations.export_path_of(str(gray_model / config.MODEL_FILE)), locations.export_path_of(model_path))
     encoder = runtime.open_encoder(model_path)
     assert (encoder.image_size, encoder.channels) == (32, 3)  # The colour model's, not the gray export's.
 
@@ -98,7 +98,7 @@ def test_a_broken_export_is_one_clear_error(colour_model, tmp_path, capsys):
     run, folder = colour_model
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    with open(runtime.export_path_of(str(copy / config.MODEL_FILE)), "wb") as file:
+    with open(locations.export_path_of(str(copy / config.MODEL_FILE)), "wb") as file:
         file.write(b"not an onnx model")
     line = fails_with(search, [str(folder / "coffee.jpg"), "--output", str(copy)], capsys)
     assert "autoencoder.encoder.onnx: not a loadable ONNX encoder" in line
