@@ -76,7 +76,7 @@ class Config:
     ray_address: str = option("", "the Ray cluster --workers runs on (auto, or ray://host:10001); empty starts one on this machine")
     shard: str = option("", "encode only shard i of n (as i/n, 0-based) so machines can index a folder in parallel")
     histograms: bool = option(True, "append histograms of gradient orientations (shape) and, for colour models, of HSV colours to the encoder's features")
-    diffusion: bool = option(True, "re-rank cosine results by diffusion over the index's nearest-neighbour graph, so images linked to the query's neighbours rank high; each hit's printed distance stays its cosine distance (1 - cos), so it need not grow down the list")
+    diffusion: bool = option(True, "re-rank cosine results by diffusion over the index's nearest-neighbour graph, so images linked to the query's neighbours rank high. The printed distance is the one hits are ranked by: near copies (cosine distance up to 0.05) keep it and come first; other hits get a diffusion distance from 0.05 (the query's best-connected image) to 1 (images the diffusion does not reach); --no-diffusion prints the cosine distance (1 - cos)")
     top_k: int = option(10, "hits reported per query")
     metric: str = option("cosine", "distance search ranks by, and index_dataset.py builds the approximate index for; diffusion re-ranks cosine only, so euclidean turns it off", choices=("euclidean", "cosine"))
     queries_dir: str = option("", "labelled folder of queries for retrieval metrics against --index; empty skips them")

@@ -22,7 +22,7 @@ BATCH_SIZE = 256
 
 @dataclasses.dataclass(frozen=True)
 class Hit:
-    """One image found for a query: its path, and its cosine distance to the query (1 - cos)."""
+    """One image found for a query: its path, and the distance it was ranked by (search.py --help, --diffusion)."""
 
     path: str
     distance: float

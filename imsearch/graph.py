@@ -15,9 +15,9 @@ DIFFUSION_ALPHA = 0.99
 DIFFUSION_STEPS = 20
 # Similarities are raised to this power so that weak links count for little.
 DIFFUSION_POWER = 3
-# Rows this similar to a query are copies of it (resized ones, and most re-encoded ones): they rank first,
-# closest first, whatever the diffusion says (see docs/photos.md for the margin to different pictures).
-NEAR_COPY_SIMILARITY = 0.95
+# Rows this close to a query by cosine distance are copies of it (resized ones, and most re-encoded ones): they
+# rank first, closest first, whatever the diffusion says (see docs/photos.md for the margin to different pictures).
+NEAR_COPY_DISTANCE = 0.05
 # Queries diffused at a time in each thread: small enough that a block per core fits beside the index.
 DIFFUSION_BLOCK = 128
 # The graph is built from blocks of this many similarities (128 MB of float32), whatever the index size.
@@ -217,15 +217,18 @@ def diffusion_graph_of(neighbours, similarities):
     return DiffusionGraph(operator, scale)
 
 
-def diffuse(diffusion_graph, similarities):
-    """Diffusion scores (B, N), higher is better, for (B, N) cosine similarities (-inf for excluded rows).
+def diffusion_distances(diffusion_graph, similarities):
+    """Diffusion distances (B, N), lower is better, for (B, N) cosine similarities (-inf for excluded rows).
 
     Each query seeds its DIFFUSION_SEEDS most similar rows; conjugate gradients solve (I - alpha S) f = seeds,
     so rows well connected to the seeds through the graph score high. With alpha near 1, f leans towards
     S's leading eigenvector, D^1/2 1, whatever the query: dividing f by D^1/2 removes that lean, without
     which a row with many strong links comes first for most queries of a folder of unrelated photos.
-    The cosine similarity breaks ties among rows the diffusion does not reach, and near copies of the query
-    (cosine similarity from NEAR_COPY_SIMILARITY) rank first, closest first.
+    The distance is what hits are ranked by and what search prints: near copies of the query (cosine
+    distance up to NEAR_COPY_DISTANCE) keep their cosine distance and so come first, closest first; every
+    other row gets NEAR_COPY_DISTANCE + (1 - NEAR_COPY_DISTANCE) (1 - f / the query's largest f), from
+    NEAR_COPY_DISTANCE for its best-connected row to 1 for rows the diffusion does not reach, which the
+    cosine similarity orders among themselves. Excluded rows are at infinite distance.
     """
     operator = diffusion_graph.operator
     seeds = min(DIFFUSION_SEEDS, similarities.shape[1])
@@ -243,14 +246,19 @@ def diffuse(diffusion_graph, similarities):
         new_norms = np.einsum("ij,ij->j", residual, residual)
         direction = residual + (new_norms / np.maximum(residual_norms, 1e-20)) * direction
         residual_norms = new_norms
-    scores = scores.T * diffusion_graph.inverse_sqrt_degrees + 1e-6 * similarities
-    # Above every diffusion score by a small margin, so float32 still orders the near copies by similarity.
-    ceiling = float(np.abs(scores[np.isfinite(scores)]).max(initial=0.0)) + 2.0
-    return np.where(similarities >= NEAR_COPY_SIMILARITY, ceiling + similarities, scores)
+    scores = scores.T * diffusion_graph.inverse_sqrt_degrees
+    near = similarities >= 1.0 - NEAR_COPY_DISTANCE
+    best = np.where(near | np.isinf(similarities), -np.inf, scores).max(axis=1, keepdims=True, initial=-np.inf)
+    relative = np.clip(scores / np.maximum(best, 1e-30), 0.0, 1.0)
+    # A millionth of the share goes to the cosine similarity, which orders the rows diffusion leaves at 0.
+    relative = (1.0 - 1e-6) * relative + 1e-6 * (1.0 + np.clip(similarities, -1.0, 1.0)) / 2
+    distances = NEAR_COPY_DISTANCE + (1.0 - NEAR_COPY_DISTANCE) * (1.0 - relative)
+    distances = np.where(near, np.maximum(1.0 - similarities, 0.0), distances)
+    return np.where(np.isinf(similarities), np.inf, distances).astype(np.float32)
 
 
 def rank_by_diffusion(query_features, database_features, diffusion_graph, top_k, exclude, mirrored_features=None):
-    """Like rank(), ordered by diffusion score; the distances reported are cosine distances (1 - cos).
+    """Like rank(), by diffusion distance (see diffusion_distances), which the distances reported are.
 
     mirrored_features: the queries' mirror images, (Q, D); each row's similarity is then the larger of the two.
     As in rank(), a query left with fewer than top_k other rows gets row -1 at infinite distance last.
@@ -264,11 +272,11 @@ def rank_by_diffusion(query_features, database_features, diffusion_graph, top_k,
         if mirrored_features is not None:
             np.maximum(similarities, mirrored_features[start : start + DIFFUSION_BLOCK] @ database_features.T, out=similarities)
         vectors.mask_excluded(similarities, exclude[start : start + DIFFUSION_BLOCK], -np.inf)
-        scores = diffuse(diffusion_graph, similarities)
-        nearest = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
-        order = np.argsort(-np.take_along_axis(scores, nearest, axis=1), axis=1, kind="stable")
+        distances = diffusion_distances(diffusion_graph, similarities)
+        nearest = np.argpartition(distances, top_k - 1, axis=1)[:, :top_k]
+        order = np.argsort(np.take_along_axis(distances, nearest, axis=1), axis=1, kind="stable")
         rows = np.take_along_axis(nearest, order, axis=1)
-        distances = 1.0 - np.take_along_axis(similarities, rows, axis=1)  # The query's own row: infinite.
+        distances = np.take_along_axis(distances, rows, axis=1)  # The query's own row: infinite.
         all_rows[start : start + len(rows)] = np.where(np.isinf(distances), -1, rows)
         all_distances[start : start + len(rows)] = distances
 
@@ -298,10 +306,10 @@ def rank_by_local_diffusion(query_features, mirrored_features, database_features
         block = np.ascontiguousarray(database_features[rows])
         similarities = np.maximum(block @ query_features[position], block @ mirrored_features[position])[None]
         local = DiffusionGraph(diffusion_graph.operator[rows][:, rows], diffusion_graph.inverse_sqrt_degrees[rows])
-        scores = diffuse(local, similarities)[0]
-        best = np.argsort(-scores, kind="stable")[:top_k]
+        distances = diffusion_distances(local, similarities)[0]
+        best = np.argsort(distances, kind="stable")[:top_k]
         all_rows[position, : len(best)] = rows[best]
-        all_distances[position, : len(best)] = 1.0 - similarities[0, best]
+        all_distances[position, : len(best)] = distances[best]
 
     # The sparse slicing and products release the GIL for much of their time: queries run on every core.
     workers = vectors.block_workers(candidates.shape[1] * (database_features.shape[1] + 64) * 4)

@@ -62,8 +62,8 @@ def retrieval_metrics(query_features, query_labels, database_features, database_
         excluded = exclude[start:stop]
         vectors.mask_excluded(squared, excluded, np.inf)
         if diffusion_graph is not None:
-            # Between unit vectors cos = 1 - d^2 / 2; negated scores sort like distances.
-            squared = -graph.diffuse(diffusion_graph, 1.0 - squared / 2)
+            # Between unit vectors cos = 1 - d^2 / 2.
+            squared = graph.diffusion_distances(diffusion_graph, 1.0 - squared / 2)
         ranked_rows = np.argsort(squared, axis=1, kind="stable")
         ranked_codes = database_codes[ranked_rows]
         # The excluded row sorts last (infinite distance); it counts as neither relevant nor a neighbour.

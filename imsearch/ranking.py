@@ -74,7 +74,7 @@ def search_batches(encoder, feature_index, query_paths, top_k, metric, batch_siz
     and the first hits come before the last query is read. Each row is ranked by the nearer of the query and
     its mirror image, so a mirrored copy finds the same.
     approximate: a faiss index from load_approximate, used when built for this metric; None ranks exactly.
-    diffusion: re-rank cosine results over the index's neighbour graph when it has one; distances stay cosine.
+    diffusion: re-rank cosine results over the index's neighbour graph when it has one, by diffusion distance.
     """
     top_k = min(top_k, feature_index.count)  # No more hits than rows: --top-k 3000000 allocates nothing for them.
     diffusion_graph = None

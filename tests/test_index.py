@@ -166,7 +166,18 @@ def test_diffusion_follows_the_manifold():
     assert (cosine_order[:20] >= 20).sum() > 5
     rows, distances = graph.rank_by_diffusion(query, database, diffusion_graph, 20, np.array([-1]))
     assert sorted(rows[0].tolist()) == list(range(20))
-    assert np.allclose(distances[0], 1 - (query @ database.T)[0][rows[0]], atol=1e-6)
+
+
+def test_diffusion_reports_the_distance_it_ranks_by():
+    database = two_chains()
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3))
+    query = unit(np.array([[1.0, -0.1, 0.9]], dtype=np.float32))  # Its cosine order is not the diffusion's.
+    rows, distances = graph.rank_by_diffusion(query, database, diffusion_graph, 40, np.array([-1]))
+    cosine = 1 - (query @ database.T)[0][rows[0]]
+    assert (np.diff(cosine) < 0).any()  # A later hit is nearer by cosine: printing cosine would fall down the list.
+    assert (np.diff(distances[0]) >= 0).all()
+    # No near copy here: from 0.05 for the best-connected row to at most 1.
+    assert distances[0][0] == pytest.approx(graph.NEAR_COPY_DISTANCE, abs=1e-5) and distances[0][-1] <= 1.0
 
 
 def test_diffusion_leaves_the_excluded_row_out():
@@ -205,12 +216,15 @@ def test_near_copies_rank_first_in_order_of_similarity():
     copies = unit(database[[19, 19, 19]] + np.array([[0, 0, 0], [0.1, 0, 0], [0.2, 0, 0.1]], dtype=np.float32))
     with_copies = np.concatenate([database, copies])
     diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(with_copies, neighbours=3))
-    rows, _ = graph.rank_by_diffusion(database[[19]], with_copies, diffusion_graph, 10, np.array([19]))
+    rows, distances = graph.rank_by_diffusion(database[[19]], with_copies, diffusion_graph, 10, np.array([19]))
     similarities = with_copies[rows[0]] @ database[19]
-    near = int((similarities >= graph.NEAR_COPY_SIMILARITY).sum())
+    near = int((similarities >= 1 - graph.NEAR_COPY_DISTANCE).sum())
     # Every near copy comes before every other row, the exact copy first, and they are in order of similarity.
-    assert near >= 3 and rows[0][0] == 40 and (similarities[near:] < graph.NEAR_COPY_SIMILARITY).all()
+    assert near >= 3 and rows[0][0] == 40 and (similarities[near:] < 1 - graph.NEAR_COPY_DISTANCE).all()
     assert (np.diff(similarities[:near]) <= 0).all()
+    # Near copies are reported at their cosine distance, the rest from 0.05 on: one rising column.
+    assert np.allclose(distances[0][:near], 1 - similarities[:near], atol=1e-6)
+    assert (distances[0][near:] >= graph.NEAR_COPY_DISTANCE).all() and (np.diff(distances[0]) >= 0).all()
 
 
 def test_a_full_length_projection_keeps_distances_and_a_short_one_keeps_the_largest_spread():

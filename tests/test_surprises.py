@@ -274,3 +274,18 @@ def test_montages_are_written_for_the_first_queries_only_with_a_note(gray_model,
     assert len(captured.out.splitlines()) == 6  # Every query's hits are printed all the same.
     assert sorted(os.listdir(tmp_path)) == ["query_1.jpg", "query_2.jpg", "results_1.jpg", "results_2.jpg"]
     assert "montages written for the first 2 of 3 queries (--images-limit)" in captured.err
+
+
+def test_the_distance_printed_under_diffusion_rises_down_each_querys_list(gray_index, gray_model, gray_dataset, capsys):
+    queries = sorted(str(path) for path in (gray_dataset / "test").rglob("*.png"))
+    search.main([*queries, "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index), "--no-images",
+                 "--top-k", "20"])
+    distances = {}
+    for line in capsys.readouterr().out.splitlines():
+        query, _, distance, _ = line.split("\t")
+        distances.setdefault(query, []).append(float(distance))
+    assert len(distances) == len(queries)
+    for query, column in distances.items():
+        assert column == sorted(column), query
+    help_text = subprocess.run([sys.executable, "search.py", "--help"], cwd=REPOSITORY_DIR, capture_output=True, text=True).stdout
+    assert "other hits get a diffusion distance" in " ".join(help_text.split())
