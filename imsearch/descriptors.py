@@ -24,9 +24,12 @@ def gradient_histograms(images):
     delta_y = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / np.float32(2)
     delta_x = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) / np.float32(2)
     magnitude = np.sqrt(delta_x**2 + delta_y**2)
-    # Unsigned orientations in [0, pi): an edge counts the same whichever side is brighter.
-    angle = np.mod(np.arctan2(delta_y, delta_x), np.float32(np.pi))
-    bins = np.minimum((angle / np.float32(np.pi) * ORIENTATION_BINS).astype(np.int64), ORIENTATION_BINS - 1)
+    # Unsigned orientations, bins of pi / ORIENTATION_BINS from 0: an edge counts the same whichever side is
+    # brighter. The angle in [-pi, pi] is binned over the whole circle and folded: the modulo of the integer
+    # bins, where np.mod of the float angles would cost a third of the histograms' time.
+    turns = np.arctan2(delta_y, delta_x) * np.float32(ORIENTATION_BINS / np.pi)
+    bins = np.floor(turns, out=turns).astype(np.int32)
+    bins %= ORIENTATION_BINS
     # Each grid's histogram has unit length, and the whole as much as one: each grid counts equally.
     grids = [grid_histogram(magnitude, bins, cells) for cells in GRID_CELLS]
     return np.concatenate(grids, axis=1) / np.float32(len(GRID_CELLS) ** 0.5)

@@ -161,9 +161,13 @@ def test_a_mirrored_copy_ranks_near_and_a_colour_swapped_copy_far(photo_folder, 
             original = f"picture-{number:02d}/original.png"
             mirrored_hits, swapped_hits = hits[str(tmp_path / f"mirrored-{number}.png")], hits[str(tmp_path / f"swapped-{number}.png")]
             assert mirrored_hits[0][0] == original and mirrored_hits[0][1] < 0.05
-            # The same shapes in other colours: far from the original, though no farther than unrelated pictures.
+            # The same shapes in other colours: far from the original by cosine, though no farther than unrelated
+            # pictures; under diffusion, which may still rank it first, never shown as a near copy (under 0.05).
             swapped_distance = dict(swapped_hits)[original]
-            assert swapped_distance > 4 * mirrored_hits[0][1] and swapped_distance > 0.1
+            if flags:
+                assert swapped_distance > 4 * mirrored_hits[0][1] and swapped_distance > 0.1
+            else:
+                assert swapped_distance >= 0.05
             assert len({path for path, _ in swapped_hits}) == len(swapped_hits) == 37
 
 
