@@ -6,8 +6,8 @@ import os
 import config
 from imsearch import cli
 
-data, index, metrics, model, pictures, safeio, training, vectors = cli.lazy_modules(
-    "data", "index", "metrics", "model", "pictures", "safeio", "training", "vectors")
+figures, image_folders, index, metrics, model, safeio, training, vectors = cli.lazy_modules(
+    "figures", "image_folders", "index", "metrics", "model", "safeio", "training", "vectors")
 
 FIELDS = ("output_dir", "model_path", "index_path", "queries_dir", "metric", "encode_batch_size", "diffusion")
 EXAMPLE_COUNT = 8
@@ -27,7 +27,7 @@ def report_retrieval(settings, autoencoder):
         print(method + "\t" + "\t".join(f"{results[method][name]:.4f}" for name in metrics.METRIC_NAMES))
     safeio.atomic_write_bytes(os.path.join(settings.output_dir, "metrics.json"), json.dumps(results, indent=2).encode())
     map_features = vectors.postprocess_features(feature_index.features, settings.metric)
-    pictures.plot_feature_map(map_features, feature_index.labels, os.path.join(settings.output_dir, "feature_map.png"))
+    figures.plot_feature_map(map_features, feature_index.labels, os.path.join(settings.output_dir, "feature_map.png"))
 
 
 @cli.reports_errors
@@ -43,16 +43,16 @@ def main(argv=None):
     results = {"validation": metrics.reconstruction_error(autoencoder, validation_paths, settings.encode_batch_size)}
     other = arguments.other_dataset
     if other and os.path.realpath(other) != os.path.realpath(trained["dataset_dir"]):
-        relative_paths, _ = data.list_images(other)
-        results[other] = metrics.reconstruction_error(autoencoder, data.full_paths(other, relative_paths), settings.encode_batch_size)
+        relative_paths, _ = image_folders.list_images(other)
+        results[other] = metrics.reconstruction_error(autoencoder, image_folders.full_paths(other, relative_paths), settings.encode_batch_size)
     print("split\timages\treconstruction_mse")
     for name, (error, count) in results.items():
         print(f"{name}\t{count}\t{error:.6f}")
     # Spread the examples over the sorted split, so they show several classes rather than the first one.
     spread = validation_paths[:: max(1, len(validation_paths) // (EXAMPLE_COUNT * 2))]
-    examples = data.keep_readable(spread, *model.image_shape_of(autoencoder))[:EXAMPLE_COUNT]
+    examples = image_folders.keep_readable(spread, *model.image_shape_of(autoencoder))[:EXAMPLE_COUNT]
     originals, reconstructions = metrics.reconstruct_examples(autoencoder, examples)
-    pictures.write_rgb(os.path.join(settings.output_dir, "reconstructions.png"), pictures.reconstruction_grid(originals, reconstructions))
+    figures.write_rgb(os.path.join(settings.output_dir, "reconstructions.png"), figures.reconstruction_grid(originals, reconstructions))
     if settings.queries_dir:
         report_retrieval(settings, autoencoder)
 

@@ -5,7 +5,7 @@ import os
 import config
 from imsearch import cli, console
 
-datasets, photos = cli.lazy_modules("datasets", "photos")
+photo_sets, published_datasets = cli.lazy_modules("photo_sets", "published_datasets")
 
 SOURCES = ("fashion-mnist", "digits", "photos", "photos-small", "mnist", "cifar10", "cifar100")
 # Datasets that come with an installed package, so they need no --source.
@@ -31,19 +31,19 @@ def main(argv=None):
         console.log(f"{target_dir} already exists; nothing to do (remove it to prepare again)")
         return
     if arguments.name in ("photos", "photos-small"):
-        pictures = photos.find_photos(arguments.source or photos.SHARE_DIR)
-        build = photos.build_views if arguments.name == "photos" else photos.build_small_folder
+        pictures = photo_sets.find_photos(arguments.source or photo_sets.SHARE_DIR)
+        build = photo_sets.build_views if arguments.name == "photos" else photo_sets.build_small_folder
         console.log(f"wrote {build(pictures, target_dir)} images of {len(pictures)} photographs to {target_dir}")
         return
     if arguments.name == "fashion-mnist":
-        splits, class_names = datasets.load_fashion_mnist(arguments.source or datasets.DEBIAN_FASHION_MNIST_DIR), datasets.FASHION_MNIST_CLASSES
+        splits, class_names = published_datasets.load_fashion_mnist(arguments.source or published_datasets.DEBIAN_FASHION_MNIST_DIR), published_datasets.FASHION_MNIST_CLASSES
     elif arguments.name == "digits":
-        splits, class_names = datasets.load_digits(), datasets.DIGIT_CLASSES
+        splits, class_names = published_datasets.load_digits(), published_datasets.DIGIT_CLASSES
     elif arguments.name == "mnist":
-        splits, class_names = datasets.load_idx_splits(arguments.source), datasets.DIGIT_CLASSES
+        splits, class_names = published_datasets.load_idx_splits(arguments.source), published_datasets.DIGIT_CLASSES
     else:
-        splits, class_names = datasets.load_cifar_splits(arguments.source)
-    count = datasets.write_image_folders(splits, class_names, target_dir)
+        splits, class_names = published_datasets.load_cifar_splits(arguments.source)
+    count = published_datasets.write_image_folders(splits, class_names, target_dir)
     console.log(f"wrote {count} images to {target_dir}")
 
 

@@ -7,8 +7,8 @@ import sys
 import config
 from imsearch import InputError, cli, console
 
-data, duplicates, gallery, index, pictures, ranking, runtime, safeio, vectors = cli.lazy_modules(
-    "data", "duplicates", "gallery", "index", "pictures", "ranking", "runtime", "safeio", "vectors")
+duplicates, figures, gallery, image_folders, index, ranking, runtime, safeio, vectors = cli.lazy_modules(
+    "duplicates", "figures", "gallery", "image_folders", "index", "ranking", "runtime", "safeio", "vectors")
 
 FIELDS = ("output_dir", "model_path", "top_k", "metric", "approximate", "sample", "sample_dir",
           "images", "images_limit", "html_path", "encode_batch_size", "seed", "diffusion", "duplicates", "duplicate_distance")
@@ -26,8 +26,8 @@ def gather_queries(arguments, settings, indexed_dir):
         else:
             yield argument
     if settings.sample:
-        sample_dir = settings.sample_dir or data.default_sample_dir(indexed_dir)
-        yield from data.sample_images(sample_dir, settings.sample, settings.seed)
+        sample_dir = settings.sample_dir or image_folders.default_sample_dir(indexed_dir)
+        yield from image_folders.sample_images(sample_dir, settings.sample, settings.seed)
 
 
 def display_path(path):
@@ -45,10 +45,10 @@ def write_pictures(settings, feature_index, query_paths, rows, distances, first_
         hit_paths = [hit_path(feature_index, row) for row in hit_rows[hit_rows >= 0]]
         hit_images = [read_for_display(path, missing) for path in hit_paths]
         if settings.images and number <= settings.images_limit:
-            pictures.write_rgb(os.path.join(settings.output_dir, f"query_{number}.jpg"), pictures.to_display(query_image))
+            figures.write_rgb(os.path.join(settings.output_dir, f"query_{number}.jpg"), figures.to_display(query_image))
             # A query without hits gets one blank cell, so results_<i>.jpg never shows an older search's hits.
-            pictures.write_rgb(os.path.join(settings.output_dir, f"results_{number}.jpg"),
-                               pictures.montage(hit_images or [pictures.blank_cell()]))
+            figures.write_rgb(os.path.join(settings.output_dir, f"results_{number}.jpg"),
+                               figures.montage(hit_images or [figures.blank_cell()]))
         if settings.html_path:
             hits = [(display_path(path), distance, image) for path, distance, image in zip(hit_paths, hit_distances, hit_images)]
             sections.append(gallery.query_section(number, query_path, query_image, hits))
@@ -74,10 +74,10 @@ def report_missing(missing):
 def read_for_display(path, missing):
     """An image for the pictures, or a blank cell (its path appended to missing) when it can no longer be read."""
     try:
-        return data.read_display_image(path, pictures.CELL_SIZE)
-    except data.UnreadableImage:
+        return image_folders.read_display_image(path, figures.CELL_SIZE)
+    except image_folders.UnreadableImage:
         missing.append(path)
-        return pictures.blank_cell()
+        return figures.blank_cell()
 
 
 def report_duplicates(settings, index_paths):
@@ -126,8 +126,8 @@ def report_unreadable(skipped, first_skipped, found_count):
     if not skipped:
         return
     if not found_count:
-        raise InputError(f"{first_skipped}: {data.why_unreadable(first_skipped)}")
-    console.warn(f"skipped {skipped} unreadable query image(s), first: {first_skipped}: {data.why_unreadable(first_skipped)}")
+        raise InputError(f"{first_skipped}: {image_folders.why_unreadable(first_skipped)}")
+    console.warn(f"skipped {skipped} unreadable query image(s), first: {first_skipped}: {image_folders.why_unreadable(first_skipped)}")
 
 
 def counted(paths, tally):
@@ -162,7 +162,7 @@ def report_hits(settings, encoder, feature_index, approximate, query_paths):
                                      settings.metric, settings.encode_batch_size, approximate, settings.diffusion)
     for found_paths, rows, distances in batches:
         if not found_count:
-            data.warn_if_colour_for_gray_model(found_paths, encoder.channels, "the queries")
+            image_folders.warn_if_colour_for_gray_model(found_paths, encoder.channels, "the queries")
         if len(found_paths) < len(batch):
             readable = set(found_paths)
             first_skipped = first_skipped or next(path for path in batch if path not in readable)

@@ -9,7 +9,7 @@ import random
 import config
 from imsearch import InputError, cli, console
 
-data, metrics, safeio, training = cli.lazy_modules("data", "metrics", "safeio", "training")
+image_folders, metrics, safeio, training = cli.lazy_modules("image_folders", "metrics", "safeio", "training")
 
 FIELDS = (
     "dataset_dir", "output_dir", "image_size", "channels", "architecture", "l2_weight_decay", "loss", "batch_size",
@@ -37,7 +37,7 @@ def draw_trials(settings):
 def main(argv=None):
     """Parse flags, train every drawn trial, print one tab-separated line each, save the best settings."""
     settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS), argv)
-    if data.list_images(settings.dataset_dir)[1] is None:
+    if image_folders.list_images(settings.dataset_dir)[1] is None:
         raise InputError(f"{settings.dataset_dir}: tuning scores retrieval by class, so it needs class subfolders (<class>/<image>)")
     print("\t".join(COLUMNS), flush=True)
     results = []

@@ -44,7 +44,7 @@ import skimage
 from bench_heldout_photos import build_folder as build_heldout_folder, photo_paths as heldout_photo_paths
 from common import REPOSITORY_DIR, run_script
 import config
-from imsearch import photos
+from imsearch import photo_sets
 
 BENCH_DIR = os.path.join(REPOSITORY_DIR, "dataset", "duplicates")
 RUN_DIR = os.path.join(REPOSITORY_DIR, "output", "bench", "duplicates")
@@ -66,10 +66,10 @@ def add_hard_negatives(folder, tiled_paths, stereo_sides):
     stereo_sides: which of scikit-image's motorcycle stereo pair to add ("left" is one of photos-small's photos).
     """
     rng = np.random.default_rng(0)
-    for number, image in enumerate(photos.board_series(14, rng)):
+    for number, image in enumerate(photo_sets.board_series(14, rng)):
         write(os.path.join(folder, "negatives", "boards", f"{number:02d}.jpg"), image)
     for name, path in tiled_paths.items():
-        image = photos.load_picture(path, 1600)
+        image = photo_sets.load_picture(path, 1600)
         height, width = image.shape[:2]
         for row, column in itertools.product(range(2), range(2)):
             tile = image[row * height // 2 : (row + 1) * height // 2, column * width // 2 : (column + 1) * width // 2]
@@ -90,10 +90,10 @@ def add_hard_negatives(folder, tiled_paths, stereo_sides):
 def build_folders():
     """{name: folder} of the two benchmark folders, each with its copies under copies/<photo>/ and the hard negatives."""
     folders = {}
-    wallpapers = photos.find_photos()
+    wallpapers = photo_sets.find_photos()
     small = os.path.join(BENCH_DIR, "photos-small")
     shutil.rmtree(small, ignore_errors=True)
-    photos.build_small_folder(wallpapers, os.path.join(small, "staging"))
+    photo_sets.build_small_folder(wallpapers, os.path.join(small, "staging"))
     for path in glob.glob(os.path.join(small, "staging", "*", "*", "*.jpg")):
         split, name, file = path.split(os.sep)[-3:]
         os.renames(path, os.path.join(small, "copies", name, file))

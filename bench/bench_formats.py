@@ -19,7 +19,7 @@ import pillow_heif
 from PIL import Image
 
 import common
-from imsearch import data, photos
+from imsearch import image_folders, photo_sets
 
 sys.path.insert(0, os.path.join(common.REPOSITORY_DIR, "tests"))
 from sample_files import write_dng  # noqa: E402 (the tests' DNG writer, once tests/ is on the path)
@@ -48,19 +48,19 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--image-size", type=int, default=64)
     arguments = parser.parse_args()
-    picture = sorted(photos.find_photos().values())[0]
+    picture = sorted(photo_sets.find_photos().values())[0]
     bgr = cv2.resize(cv2.imread(picture), (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
     with tempfile.TemporaryDirectory() as folder:
         paths = write_all(folder, bgr)
         size = arguments.image_size
-        reference = data.read_image(paths["JPEG"], size, 3).astype(np.float32)
+        reference = image_folders.read_image(paths["JPEG"], size, 3).astype(np.float32)
         print(f"| format ({WIDTH} x {HEIGHT}) | file MB | ms per read at {size} px | ratio to JPEG | mean abs. difference from the JPEG's read |")
         print("| --- | --- | --- | --- | --- |")
         jpeg_seconds = None
         for name, path in paths.items():
-            seconds = common.median_seconds(lambda: data.read_image(path, size, 3), arguments.repeats)
+            seconds = common.median_seconds(lambda: image_folders.read_image(path, size, 3), arguments.repeats)
             jpeg_seconds = jpeg_seconds or seconds
-            difference = np.abs(data.read_image(path, size, 3).astype(np.float32) - reference).mean()
+            difference = np.abs(image_folders.read_image(path, size, 3).astype(np.float32) - reference).mean()
             print(f"| {name} | {os.path.getsize(path) / 1e6:.1f} | {seconds * 1000:.1f} | {seconds / jpeg_seconds:.2f} | "
                   f"{difference:.1f} |", flush=True)
 

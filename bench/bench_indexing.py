@@ -17,7 +17,7 @@ import numpy as np
 import common
 import index_dataset
 import config
-from imsearch import data, encoding, model, runtime
+from imsearch import encoding, image_folders, model, runtime
 
 
 def link_folder(paths, folder):
@@ -48,7 +48,7 @@ def main():
     autoencoder = model.load_autoencoder(arguments.model)
     network, keras_encoder, onnx_encoder = model.encoder_network(autoencoder), model.encoder_of(autoencoder), runtime.open_encoder(arguments.model)
     size, channels = onnx_encoder.image_size, onnx_encoder.channels
-    pixels = np.stack([data.read_image(path, size, channels) for path in paths])
+    pixels = np.stack([image_folders.read_image(path, size, channels) for path in paths])
     in_memory = pixels.astype(np.float32) / 255
     batch_size = config.DEFAULTS.encode_batch_size
     encode = encoding.make_encode_function(onnx_encoder, True)

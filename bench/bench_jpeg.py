@@ -15,17 +15,17 @@ import cv2
 import numpy as np
 
 import common
-from imsearch import data, photos
+from imsearch import image_folders, photo_sets
 
 
 def read_full_size(path, image_size):
     """The reader without reduced decoding: every JPEG decoded at full size, then resized."""
-    original = data.decode_flag
-    data.decode_flag = lambda encoded, size, channels: cv2.IMREAD_COLOR
+    original = image_folders.decode_flag
+    image_folders.decode_flag = lambda encoded, size, channels: cv2.IMREAD_COLOR
     try:
-        return data.read_image(path, image_size, 3)
+        return image_folders.read_image(path, image_size, 3)
     finally:
-        data.decode_flag = original
+        image_folders.decode_flag = original
 
 
 def main():
@@ -33,7 +33,7 @@ def main():
     parser.add_argument("--images", type=int, default=20, help="camera-size JPEGs to write and read")
     parser.add_argument("--image-size", type=int, default=64, help="the model's image side")
     arguments = parser.parse_args()
-    pictures = sorted(photos.find_photos().values())[: arguments.images]
+    pictures = sorted(photo_sets.find_photos().values())[: arguments.images]
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for number, picture in enumerate(pictures):
@@ -41,9 +41,9 @@ def main():
             paths.append(os.path.join(folder, f"{number:03d}.jpg"))
             cv2.imwrite(paths[-1], image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         size = arguments.image_size
-        reduced_seconds = common.median_seconds(lambda: [data.read_image(path, size, 3) for path in paths], 3)
+        reduced_seconds = common.median_seconds(lambda: [image_folders.read_image(path, size, 3) for path in paths], 3)
         full_seconds = common.median_seconds(lambda: [read_full_size(path, size) for path in paths], 3)
-        difference = np.mean([np.abs(data.read_image(path, size, 3).astype(float) - read_full_size(path, size)).mean()
+        difference = np.mean([np.abs(image_folders.read_image(path, size, 3).astype(float) - read_full_size(path, size)).mean()
                               for path in paths])
     common.report("jpeg_4000x3000_reduced_ms", reduced_seconds * 1000 / len(paths), f"ms/image (read at {size} px)")
     common.report("jpeg_4000x3000_full_ms", full_seconds * 1000 / len(paths), "ms/image")

@@ -58,15 +58,15 @@ def recall(found, expected):
 
 def real_quality(query_count):
     """Graph recall and P@10 of the approximate path against the exact one on the real Fashion-MNIST index."""
-    from imsearch import data, encoding, runtime
+    from imsearch import encoding, image_folders, runtime
 
     output_dir = os.path.join(common.REPOSITORY_DIR, "output", "bench", "fashion-mnist")
     encoder = runtime.open_encoder(os.path.join(output_dir, "autoencoder.keras"))
     feature_index = index.load_index(os.path.join(output_dir, "features.pkl"), encoder)
     test_dir = os.path.join(common.REPOSITORY_DIR, "dataset", "fashion-mnist", "test")
-    relative_paths, labels = data.list_images(test_dir)
+    relative_paths, labels = image_folders.list_images(test_dir)
     chosen = np.sort(np.random.default_rng(0).choice(len(relative_paths), query_count, replace=False))
-    paths = data.full_paths(test_dir, [relative_paths[i] for i in chosen])
+    paths = image_folders.full_paths(test_dir, [relative_paths[i] for i in chosen])
     queries, mirrored, _ = encoding.encode_queries(encoder, paths, config.DEFAULTS.encode_batch_size,
                                                    feature_index.histograms)
     queries, mirrored = (vectors.postprocess_features(feature_index.as_stored(rows), "cosine") for rows in (queries, mirrored))

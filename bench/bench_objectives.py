@@ -44,12 +44,12 @@ SETS = ("digits", "photos", "fashion-mnist")
 
 def fashion_subset(count):
     """A folder of links to count Fashion-MNIST training images spread over the classes (made once)."""
-    from imsearch import data
+    from imsearch import image_folders
 
     source_dir = os.path.join(DATASET_ROOT, "fashion-mnist", "train")
     subset_dir = os.path.join(DATASET_ROOT, f"fashion-mnist-{count}", "train")
     if not os.path.isdir(subset_dir):
-        relative_paths, _ = data.list_images(source_dir)
+        relative_paths, _ = image_folders.list_images(source_dir)
         chosen = np.random.default_rng(0).choice(len(relative_paths), count, replace=False)
         for row in np.sort(chosen):
             target = os.path.join(subset_dir, relative_paths[row])
@@ -72,17 +72,17 @@ def folders(name, fashion_images):
 def encoder_scores(model_path, train_dir, test_dir, max_queries):
     """retrieval_metrics of the encoder's features alone, cosine with the query's mirror image, as search ranks."""
     import config
-    from imsearch import data, encoding, metrics, model, vectors
+    from imsearch import encoding, image_folders, metrics, model, vectors
 
     encoder = model.encoder_of(model.load_autoencoder(model_path))
-    database_paths, database_labels = data.list_images(train_dir)
-    query_paths, query_labels = data.list_images(test_dir)
+    database_paths, database_labels = image_folders.list_images(train_dir)
+    query_paths, query_labels = image_folders.list_images(test_dir)
     if max_queries and len(query_paths) > max_queries:
         chosen = np.sort(np.random.default_rng(0).choice(len(query_paths), max_queries, replace=False))
         query_paths, query_labels = [query_paths[i] for i in chosen], [query_labels[i] for i in chosen]
     batch_size = config.DEFAULTS.encode_batch_size
-    database, _ = encoding.encode_paths(encoder, data.full_paths(train_dir, database_paths), batch_size)
-    queries, mirrored, _ = encoding.encode_queries(encoder, data.full_paths(test_dir, query_paths), batch_size)
+    database, _ = encoding.encode_paths(encoder, image_folders.full_paths(train_dir, database_paths), batch_size)
+    queries, mirrored, _ = encoding.encode_queries(encoder, image_folders.full_paths(test_dir, query_paths), batch_size)
     unit = lambda rows: vectors.postprocess_features(rows, "cosine")  # noqa: E731
     return metrics.retrieval_metrics(unit(queries), query_labels, unit(database), database_labels, mirrored_features=unit(mirrored))
 

@@ -14,21 +14,21 @@ import os
 import common
 from bench_training import streamed_images_per_second
 import config
-from imsearch import data, photos
+from imsearch import image_folders, photo_sets
 
 OUTPUT_DIR = os.path.join(common.REPOSITORY_DIR, "output", "bench", "photo-training")
-# What train.py infers for a folder of photos of varied sizes (data.VARIED_IMAGE_SIZE, colour).
-IMAGE_SIZE, CHANNELS = data.VARIED_IMAGE_SIZE, 3
+# What train.py infers for a folder of photos of varied sizes (image_folders.VARIED_IMAGE_SIZE, colour).
+IMAGE_SIZE, CHANNELS = image_folders.VARIED_IMAGE_SIZE, 3
 
 
 def photo_folder(count):
     """A folder of count photo views, built once."""
     folder = os.path.join(OUTPUT_DIR, str(count))
     if not os.path.isdir(folder):
-        pictures = photos.find_photos()
-        photos.build_views(pictures, folder, train_views=-(-count // len(pictures)), test_views=0)
-    relative_paths, _ = data.list_images(folder)
-    return data.full_paths(folder, relative_paths)[:count]
+        pictures = photo_sets.find_photos()
+        photo_sets.build_views(pictures, folder, train_views=-(-count // len(pictures)), test_views=0)
+    relative_paths, _ = image_folders.list_images(folder)
+    return image_folders.full_paths(folder, relative_paths)[:count]
 
 
 def main():

@@ -66,20 +66,20 @@ def graph_of(features):
 def table_rows(name, epochs, max_queries, index_flags=()):
     """(features, re-ranking, metrics) rows of one set."""
     import config
-    from imsearch import data, descriptors, encoding, graph, index, model
+    from imsearch import descriptors, encoding, graph, image_folders, index, model
 
     train_dir, test_dir, output_dir = prepare(name, epochs, index_flags)
     autoencoder = model.load_autoencoder(os.path.join(output_dir, "autoencoder.keras"))
     encoder = model.encoder_of(autoencoder)
     feature_index = index.load_index(os.path.join(output_dir, "features.pkl"), encoder)
-    relative_paths, query_labels = data.list_images(test_dir)
+    relative_paths, query_labels = image_folders.list_images(test_dir)
     if max_queries and len(relative_paths) > max_queries:
         chosen = np.sort(np.random.default_rng(0).choice(len(relative_paths), max_queries, replace=False))
         relative_paths, query_labels = [relative_paths[i] for i in chosen], [query_labels[i] for i in chosen]
-    query_paths = data.full_paths(test_dir, relative_paths)
+    query_paths = image_folders.full_paths(test_dir, relative_paths)
     batch_size = config.DEFAULTS.encode_batch_size
     queries, mirrored, _ = encoding.encode_queries(encoder, query_paths, batch_size, histograms=feature_index.histograms)
-    database_paths, database_labels = data.full_paths(train_dir, feature_index.paths), feature_index.labels
+    database_paths, database_labels = image_folders.full_paths(train_dir, feature_index.paths), feature_index.labels
     database = feature_index.features
     if feature_index.compact:  # The projection mixes the parts: encode them again for the parts' rows.
         database, _ = encoding.encode_paths(encoder, database_paths, batch_size, histograms=feature_index.histograms)

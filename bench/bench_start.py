@@ -1,8 +1,10 @@
 """Start-up: how long search.py takes to answer --help, a flag mistake, and one query from start to its first hit.
 
 The query is timed on a run folder (model and index) of the photos-small set, made in a temporary folder
-with a 1-epoch model when dataset/photos-small exists (prepare_dataset.py photos-small); the first hit
-is the moment its line reaches stdout. Import times of the heavy libraries are shown beside them.
+with a 1-epoch model when dataset/photos-small exists (prepare_dataset.py photos-small), and on the
+60,000-image Fashion-MNIST run that bench/bench_retrieval.py leaves in output/bench/fashion-mnist when it
+is there; the first hit is the moment its line reaches stdout. Import times of the heavy libraries and
+numpy's are shown beside them, measured in the same run.
 
     python bench/bench_start.py [--repeats 5]
 """
@@ -17,6 +19,8 @@ import time
 import common
 
 PHOTOS_SMALL = os.path.join(common.REPOSITORY_DIR, "dataset", "photos-small")
+FASHION_RUN = os.path.join(common.REPOSITORY_DIR, "output", "bench", "fashion-mnist")
+FASHION_QUERY_DIR = os.path.join(common.REPOSITORY_DIR, "dataset", "fashion-mnist", "test")
 
 
 def seconds_to_first_line(argv, repeats):
@@ -43,6 +47,14 @@ def main():
         common.report(f"import_{library}_s", seconds_to_first_line(["-c", f"import {library}; print()"], repeats), "s")
     common.report("search_help_s", seconds_to_first_line(["search.py", "--help"], repeats), "s (target < 0.5)")
     common.report("search_flag_error_s", seconds_to_first_line(["search.py", "--top-k", "0", "q.jpg"], repeats), "s")
+    if os.path.isfile(os.path.join(FASHION_RUN, "features.pkl")) and os.path.isdir(FASHION_QUERY_DIR):
+        folder = os.path.join(FASHION_QUERY_DIR, sorted(os.listdir(FASHION_QUERY_DIR))[0])
+        query = os.path.join(folder, sorted(os.listdir(folder))[0])
+        first_hit = seconds_to_first_line(["search.py", "--output", FASHION_RUN, "--no-images", query], repeats)
+        common.report("search_fashion_mnist_first_hit_s", first_hit, "s (60,000 images indexed, default settings, --no-images; target <= 0.8)")
+    else:
+        print(f"skipping the 60,000-image query: {FASHION_RUN} has no index (python bench/bench_retrieval.py --sets fashion-mnist)",
+              file=sys.stderr)
     if not os.path.isdir(PHOTOS_SMALL):
         print(f"skipping the query: {PHOTOS_SMALL} is missing (prepare_dataset.py photos-small)", file=sys.stderr)
         return

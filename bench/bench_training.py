@@ -9,7 +9,7 @@ from tensorflow import keras
 
 import common
 import config
-from imsearch import data, training
+from imsearch import image_folders, training
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -49,7 +49,7 @@ def main():
     paths = common.real_image_paths(arguments.images)
     batch_size = config.DEFAULTS.batch_size
     streamed = streamed_images_per_second(paths, arguments.epochs, (28, 1), "reconstruction")
-    in_memory = np.stack([data.read_image(path, 28, 1) for path in paths]).astype(np.float32) / 255
+    in_memory = np.stack([image_folders.read_image(path, 28, 1) for path in paths]).astype(np.float32) / 255
     memory = images_per_second(in_memory, len(paths), arguments.epochs, y=in_memory, batch_size=batch_size, shuffle=True)
     views = streamed_images_per_second(paths, arguments.epochs, (28, 1), "views")
     common.report("train_streamed_images_per_s", streamed, "img/s")

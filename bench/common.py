@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from imsearch import data
+from imsearch import image_folders
 
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The benchmarks time the scripts themselves (index_dataset.main), which live at the repository root.
@@ -18,7 +18,7 @@ FASHION_TRAIN_DIR = "dataset/fashion-mnist/train"
 
 def real_image_paths(count, dataset_dir=FASHION_TRAIN_DIR):
     """The first count images of a real folder, spread over its classes; run prepare_dataset.py first."""
-    relative_paths, _ = data.list_images(dataset_dir)
+    relative_paths, _ = image_folders.list_images(dataset_dir)
     step = max(1, len(relative_paths) // count)
     return [os.path.join(dataset_dir, path) for path in relative_paths[::step][:count]]
 

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from imsearch import InputError, data, duplicates, encoding, graph, index, locations, ranking, runtime, safeio, vectors
+from imsearch import InputError, duplicates, encoding, graph, image_folders, index, locations, ranking, runtime, safeio, vectors
 
 # What a search returns when nothing else is asked for, as search.py's --top-k.
 TOP_K = 10
@@ -76,7 +76,7 @@ class Run:
             features, mirrored, readable = encoding.encode_queries(self.encoder, paths, BATCH_SIZE, self.index.histograms)
             if not readable.all():
                 unreadable = paths[int(np.flatnonzero(~readable)[0])]
-                raise InputError(f"{unreadable}: {data.why_unreadable(unreadable)}")
+                raise InputError(f"{unreadable}: {image_folders.why_unreadable(unreadable)}")
         if images:
             image_features, image_mirrored = encoding.encode_images(self.encoder, images, self.index.histograms)
             features, mirrored = np.concatenate([features, image_features]), np.concatenate([mirrored, image_mirrored])

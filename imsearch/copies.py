@@ -11,7 +11,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from imsearch import data
+from imsearch import image_folders
 
 # Pictures are compared at this longest side: enough for ORB to find a few hundred features on a photo.
 COMPARE_SIDE = 320
@@ -89,13 +89,13 @@ NO_COPY = Verdict(False, 0.0, 1.0, "none")
 
 
 def read_picture(path):
-    """A Picture of an image file; data.UnreadableImage when it cannot be decoded."""
+    """A Picture of an image file; image_folders.UnreadableImage when it cannot be decoded."""
     stamp = np.zeros(2, np.int64)
-    encoded = data.read_regular_file(path, stamp)
+    encoded = image_folders.read_regular_file(path, stamp)
     if encoded is None or not encoded.size:
-        raise data.UnreadableImage(f"{path}: not a readable image")
+        raise image_folders.UnreadableImage(f"{path}: not a readable image")
     # Large JPEGs are decoded reduced: a copy is judged at COMPARE_SIDE anyway.
-    image, reduction = data.decode_bytes(encoded, path, COMPARE_SIDE // 2, 1)
+    image, reduction = image_folders.decode_bytes(encoded, path, COMPARE_SIDE // 2, 1)
     height, width = image.shape[:2]
     scale = COMPARE_SIDE / max(height, width)
     if scale < 1:

@@ -3,7 +3,7 @@
 import os
 import warnings
 
-from imsearch import InputError, console, data, index, runtime
+from imsearch import InputError, console, image_folders, index, runtime
 
 
 def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_size, histograms, address="",
@@ -16,7 +16,7 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
     From compact_above images the shards come back compact, projected onto compact_length components
     fitted here on a sample of the folder, so the full features never meet in one process.
     """
-    count = len(data.list_images(dataset_dir)[0])
+    count = len(image_folders.list_images(dataset_dir)[0])
     workers = min(workers, count)  # An empty shard would be an error of its own.
     if not address and workers > (os.cpu_count() or 1):
         # Each worker runs an encoder on every core: more workers than cores only contend for them, and for memory.

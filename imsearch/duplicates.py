@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from imsearch import console, copies, data, descriptors, encoding, graph, vectors
+from imsearch import console, copies, descriptors, encoding, graph, image_folders, vectors
 
 # Candidate pairs screened at once: bounds the screen's memory at 60,000 images.
 SCREEN_BATCH = 50_000
@@ -23,7 +23,7 @@ def histogram_features(feature_index, batch_size):
     if not feature_index.compact:
         return vectors.postprocess_features(feature_index.features[:, -length:], "cosine"), np.arange(feature_index.count)
     console.log(f"reading the {feature_index.count} images of the compact index again for their histograms")
-    paths = data.full_paths(feature_index.dataset_dir, feature_index.paths)
+    paths = image_folders.full_paths(feature_index.dataset_dir, feature_index.paths)
     histograms, readable = encoding.histogram_paths(paths, feature_index.image_size, feature_index.channels, batch_size)
     if not readable.all():
         console.warn(f"left out {int((~readable).sum())} indexed image(s) that could not be read, first: "
@@ -75,7 +75,7 @@ class Pictures:
     """The index's images read for comparison on first use, and the verdicts on pairs of them, each computed once."""
 
     def __init__(self, feature_index):
-        self.paths = data.full_paths(feature_index.dataset_dir, feature_index.paths)
+        self.paths = image_folders.full_paths(feature_index.dataset_dir, feature_index.paths)
         self.pictures, self.unreadable, self.verdicts = {}, [], {}
 
     def picture(self, row):
@@ -83,7 +83,7 @@ class Pictures:
         if row not in self.pictures:
             try:
                 self.pictures[row] = copies.read_picture(self.paths[row])
-            except data.UnreadableImage:
+            except image_folders.UnreadableImage:
                 self.pictures[row] = None
                 self.unreadable.append(self.paths[row])
         return self.pictures[row]

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from imsearch import InputError, console, data, descriptors
+from imsearch import InputError, console, descriptors, image_folders
 
 # Feature calls running at once on separate batches.
 TRANSFORMS_IN_FLIGHT = 3
@@ -69,7 +69,7 @@ def histogram_paths(paths, image_size, channels, batch_size):
 
 
 def encode_paths(encoder, paths, batch_size, description="encoding", histograms=False, stamps=None):
-    """Features of the readable images among paths, and which paths those are; stamps as for data.read_batch."""
+    """Features of the readable images among paths, and which paths those are; stamps as for image_folders.read_batch."""
     shape = (encoder.image_size, encoder.channels, feature_length(encoder, histograms))
     return transform_paths(make_encode_function(encoder, histograms), paths, shape, batch_size, description, stamps)
 
@@ -94,7 +94,7 @@ def encode_images(encoder, images, histograms=False):
                 (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
             raise InputError(f"image {number}: expected a uint8 array, (height, width) or (height, width, 1, 3 or 4) "
                              f"RGB, got {image.dtype} {image.shape}")
-        pixels.append(data.at_model_size(image, encoder.image_size, encoder.channels))
+        pixels.append(image_folders.at_model_size(image, encoder.image_size, encoder.channels))
     length = feature_length(encoder, histograms)
     both = make_encode_function(encoder, histograms, mirrored=True)(np.stack(pixels))
     return both[:, :length], both[:, length:]
@@ -110,7 +110,7 @@ def transform_paths(transform, paths, shape, batch_size, description, stamps=Non
     """Apply transform to batches of images read from paths; reading overlaps the transform.
 
     shape is (image_size, channels, feature_length). Returns (readable count, feature_length) float32
-    features and a boolean mask of readable paths. stamps: as for data.read_batch.
+    features and a boolean mask of readable paths. stamps: as for image_folders.read_batch.
     """
     image_size, channels, feature_length = shape
     features = np.zeros((len(paths), feature_length), dtype=np.float32)
@@ -125,7 +125,7 @@ def transform_paths(transform, paths, shape, batch_size, description, stamps=Non
     # one call at a time would wait for its slowest shard (figures in docs/performance.md).
     with console.progress(len(paths), description) as progress, \
             concurrent.futures.ThreadPoolExecutor(TRANSFORMS_IN_FLIGHT) as executor:
-        for start, batch, valid in data.iterate_batches(paths, image_size, channels, batch_size, stamps):
+        for start, batch, valid in image_folders.iterate_batches(paths, image_size, channels, batch_size, stamps):
             rows = np.flatnonzero(valid) + start
             if rows.size:
                 in_flight.append((rows, executor.submit(transform, batch)))

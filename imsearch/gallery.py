@@ -6,7 +6,7 @@ import os
 
 import cv2
 
-from imsearch import console, pictures, safeio
+from imsearch import console, figures, safeio
 
 THUMBNAIL_SIZE = 112
 # Pictures the other scripts leave in the output folder, linked from the page when present.
@@ -43,7 +43,7 @@ def figure(image, caption_lines, css_class="hit"):
     """One image cell captioned by lines of plain text, each escaped exactly once."""
     alt = text(" ".join(caption_lines))
     caption = "<br>".join(text(line) for line in caption_lines)
-    return (f'<figure class="{css_class}"><img src="{data_uri(pictures.to_display(image, THUMBNAIL_SIZE))}" '
+    return (f'<figure class="{css_class}"><img src="{data_uri(figures.to_display(image, THUMBNAIL_SIZE))}" '
             f'alt="{alt}"><figcaption>{caption}</figcaption></figure>')
 
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from imsearch import InputError, console, data, encoding, graph, locations, projection, ranking, safeio, vectors
+from imsearch import InputError, console, encoding, graph, image_folders, locations, projection, ranking, safeio, vectors
 
 FORMAT_VERSION = 5
 # Format 4 differs only in float32 features and no projection fields, so it is read as it is.
@@ -183,12 +183,12 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     """
     if previous is not None and previous.histograms != histograms:
         previous = None  # Its rows hold other features than these: nothing can be reused.
-    relative_paths, labels = data.list_images(dataset_dir)
+    relative_paths, labels = image_folders.list_images(dataset_dir)
     if shard is not None:
         relative_paths = relative_paths[shard[0] :: shard[1]]
         labels = None if labels is None else labels[shard[0] :: shard[1]]
-    paths = data.full_paths(dataset_dir, relative_paths)
-    data.warn_if_colour_for_gray_model(paths, encoder.channels, f"the images of {dataset_dir}")
+    paths = image_folders.full_paths(dataset_dir, relative_paths)
+    image_folders.warn_if_colour_for_gray_model(paths, encoder.channels, f"the images of {dataset_dir}")
     if previous is None:
         stamps = np.full((len(paths), 2), -1, dtype=np.int64)  # Filled in by the reads: no second stat per file.
     else:
@@ -313,10 +313,10 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
 
 def projection_of_sample(encoder, dataset_dir, batch_size, histograms, length, seed=0):
     """(mean, basis) fitted on the features of a seeded sample of the folder's images, for shards to share."""
-    relative_paths, _ = data.list_images(dataset_dir)
+    relative_paths, _ = image_folders.list_images(dataset_dir)
     chosen = np.sort(np.random.default_rng(seed).permutation(len(relative_paths))[: projection.FIT_SAMPLE])
     console.log(f"fitting the projection shared by every shard on {len(chosen)} images of {dataset_dir}")
-    features, readable = encoding.encode_paths(encoder, data.full_paths(dataset_dir, [relative_paths[i] for i in chosen]),
+    features, readable = encoding.encode_paths(encoder, image_folders.full_paths(dataset_dir, [relative_paths[i] for i in chosen]),
                                                batch_size, histograms=histograms)
     if not readable.all():
         console.warn(f"the projection's sample left out {int((~readable).sum())} unreadable image(s) of {len(chosen)}")

@@ -4,7 +4,7 @@ import concurrent.futures
 
 import numpy as np
 
-from imsearch import InputError, console, data, encoding, graph, model, ranking, vectors
+from imsearch import InputError, console, encoding, graph, image_folders, model, ranking, vectors
 from imsearch.backend import tf
 
 METRIC_NAMES = ("map", "map_at_100", "precision_at_1", "precision_at_10", "precision_at_100", "knn_accuracy", "top_hit_share")
@@ -17,7 +17,7 @@ def reconstruction_error(autoencoder, paths, batch_size):
     image_size, channels = model.image_shape_of(autoencoder)
     reconstruct = tf.function(lambda images: autoencoder(images, training=False), reduce_retracing=True)
     total, count = 0.0, 0
-    for _, pixels, _ in data.iterate_batches(paths, image_size, channels, batch_size):
+    for _, pixels, _ in image_folders.iterate_batches(paths, image_size, channels, batch_size):
         batch = pixels.astype(np.float32) / 255.0
         if len(batch):
             reconstructions = reconstruct(tf.constant(batch)).numpy()
@@ -29,7 +29,7 @@ def reconstruction_error(autoencoder, paths, batch_size):
 def reconstruct_examples(autoencoder, paths):
     """Images of paths in [0, 1] and the autoencoder's reconstructions of them."""
     image_size, channels = model.image_shape_of(autoencoder)
-    originals = np.stack([data.read_image(path, image_size, channels) for path in paths]).astype(np.float32) / 255.0
+    originals = np.stack([image_folders.read_image(path, image_size, channels) for path in paths]).astype(np.float32) / 255.0
     return originals, autoencoder(originals, training=False).numpy()
 
 
@@ -120,14 +120,14 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     """Retrieval metrics of the suite's search and of raw pixels (Euclidean, cosine) for a labelled query folder."""
     if feature_index.labels is None:
         raise InputError("the index has no labels (its images are not in class subfolders); index a labelled folder")
-    relative_paths, labels = data.list_images(queries_dir)
+    relative_paths, labels = image_folders.list_images(queries_dir)
     if labels is None:
         raise InputError(f"{queries_dir}: queries need class subfolders (<class>/<image>) to be scored")
     unlabelled = sum(label is None for label in labels)
     if unlabelled:
         console.warn(f"skipped {unlabelled} queries at the root of {queries_dir}: only images in class subfolders can be scored")
         relative_paths, labels = labelled_only(relative_paths, labels)
-    query_paths = data.full_paths(queries_dir, relative_paths)
+    query_paths = image_folders.full_paths(queries_dir, relative_paths)
     query_features, mirrored_features, readable = encoding.encode_queries(encoder, query_paths, batch_size,
                                                                           feature_index.histograms)
     query_paths = [path for path, ok in zip(query_paths, readable) if ok]
@@ -143,7 +143,7 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
         vectors.postprocess_features(feature_index.features, metric), database_labels, exclude, diffusion_graph=diffusion_graph,
         mirrored_features=vectors.postprocess_features(feature_index.as_stored(mirrored_features), metric))}
     image_size, channels = feature_index.image_size, feature_index.channels
-    database_paths = data.full_paths(feature_index.dataset_dir, feature_index.paths)
+    database_paths = image_folders.full_paths(feature_index.dataset_dir, feature_index.paths)
     database_pixels, database_readable = encoding.pixel_features(database_paths, image_size, channels, batch_size)
     if not database_readable.all():
         raise InputError(f"{feature_index.dataset_dir}: indexed images are gone or changed; rebuild the index")
@@ -168,15 +168,15 @@ def validation_retrieval(model_path, settings):
     by cosine similarity (each row by the nearer of the query and its mirror image), without diffusion, whose
     graph would cost more than the trial.
     """
-    relative_paths, labels = data.list_images(settings.dataset_dir)
+    relative_paths, labels = image_folders.list_images(settings.dataset_dir)
     if labels is None:
         raise InputError(f"{settings.dataset_dir}: tuning scores retrieval by class, so it needs class subfolders")
-    train_rows, validation_rows = data.split_indices(len(relative_paths), settings.validation_fraction, settings.seed)
+    train_rows, validation_rows = image_folders.split_indices(len(relative_paths), settings.validation_fraction, settings.seed)
     validation_rows = [row for row in validation_rows if labels[row] is not None]  # An unlabelled query cannot be scored.
     encoder = model.encoder_of(model.load_autoencoder(model_path))
 
     def paths_of(rows):
-        return data.full_paths(settings.dataset_dir, [relative_paths[row] for row in rows])
+        return image_folders.full_paths(settings.dataset_dir, [relative_paths[row] for row in rows])
 
     query_features, mirrored_features, readable = encoding.encode_queries(
         encoder, paths_of(validation_rows), settings.encode_batch_size, settings.histograms)

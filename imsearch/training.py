@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 
-from imsearch import InputError, console, data, locations, model, pictures, safeio
+from imsearch import InputError, console, figures, image_folders, locations, model, safeio
 from imsearch.backend import keras, tf
 
 HISTORY_FILE = "history.csv"
@@ -23,9 +23,9 @@ def config_path_for(model_path):
 
 def split_folder(dataset_dir, validation_fraction, seed):
     """Absolute train and validation paths of a folder, split the same way by every script."""
-    relative_paths, _ = data.list_images(dataset_dir)
-    paths = data.full_paths(dataset_dir, relative_paths)
-    train_indices, validation_indices = data.split_indices(len(paths), validation_fraction, seed)
+    relative_paths, _ = image_folders.list_images(dataset_dir)
+    paths = image_folders.full_paths(dataset_dir, relative_paths)
+    train_indices, validation_indices = image_folders.split_indices(len(paths), validation_fraction, seed)
     return [paths[i] for i in train_indices], [paths[i] for i in validation_indices]
 
 
@@ -33,7 +33,7 @@ def validation_paths_of(record):
     """The validation images a training config records, as paths; the folder split again for a config without them."""
     if "validation_paths" not in record:
         return split_folder(record["dataset_dir"], record["validation_fraction"], record["seed"])[1]
-    paths = data.full_paths(record["dataset_dir"], record["validation_paths"])
+    paths = image_folders.full_paths(record["dataset_dir"], record["validation_paths"])
     if paths and not os.path.isdir(record["dataset_dir"]):
         raise InputError(f"{record['dataset_dir']}: the folder the model was trained on is gone; evaluate.py measures "
                          "the reconstruction of its validation images, so restore it or pass another with --dataset")
@@ -106,14 +106,14 @@ class HistoryWriter(keras.callbacks.Callback):
         safeio.atomic_write_bytes(self.csv_path, buffer.getvalue().encode())
         # The loss the checkpoint is chosen by, on training and validation images alike.
         history = {key: [row.get(name) for row in self.rows] for key, name in (("loss", self.monitor[len("val_"):]), ("val_loss", self.monitor))}
-        pictures.plot_losses(history, self.plot_path, "reconstruction loss" if self.monitor != "val_loss" else "loss")
+        figures.plot_losses(history, self.plot_path, "reconstruction loss" if self.monitor != "val_loss" else "loss")
 
 
 def resolve_image_shape(settings, paths):
     """Settings with image_size and channels filled in from the images where they are 0."""
     if settings.image_size and settings.channels:
         return settings
-    inferred_size, inferred_channels = data.infer_image_shape(paths)
+    inferred_size, inferred_channels = image_folders.infer_image_shape(paths)
     return dataclasses.replace(
         settings, image_size=settings.image_size or inferred_size, channels=settings.channels or inferred_channels
     )
@@ -213,10 +213,10 @@ def build_compiled(shape, settings, steps_per_epoch):
 
 
 def input_pipeline(paths, shape, settings, shuffle_seed=None):
-    """data.training_dataset for settings.objective and its augmentation flags; shuffled and edited when given a seed."""
+    """image_folders.training_dataset for settings.objective and its augmentation flags; shuffled and edited when given a seed."""
     augmentation = {"flip": settings.flip_augmentation, "noise_std": settings.denoise_std, "shift_pixels": settings.shift_pixels}
     views = {"view_crop_area": settings.view_crop_area, "invariance": settings.invariance != "none"} if settings.objective == "views" else {}
-    return data.training_dataset(paths, *shape, settings.batch_size, shuffle_seed, augmentation if shuffle_seed is not None else None, **views)
+    return image_folders.training_dataset(paths, *shape, settings.batch_size, shuffle_seed, augmentation if shuffle_seed is not None else None, **views)
 
 
 def distribution_strategy():
@@ -248,8 +248,8 @@ def train(settings):
         raise InputError(f"--shift-pixels {settings.shift_pixels} must be below the image size ({settings.image_size} pixels); "
                          "shifts of a few pixels are what it is for")
     console.log(f"reading the {len(train_paths) + len(validation_paths)} images of {settings.dataset_dir}")
-    train_paths = data.keep_readable(train_paths, settings.image_size, settings.channels)
-    validation_paths = data.keep_readable(validation_paths, settings.image_size, settings.channels) if validation_paths else []
+    train_paths = image_folders.keep_readable(train_paths, settings.image_size, settings.channels)
+    validation_paths = image_folders.keep_readable(validation_paths, settings.image_size, settings.channels) if validation_paths else []
     if not validation_paths:
         raise InputError(f"{settings.dataset_dir}: {len(train_paths)} readable image(s), too few: training holds "
                          "some out for validation, so it needs at least 2; add images")

@@ -11,7 +11,7 @@ import imsearch
 import index_dataset
 import search
 import train
-from imsearch import photos
+from imsearch import photo_sets
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,10 @@ def run_folder(tmp_path_factory):
     """A run folder trained and indexed on real photos and their edited copies, and the photo folder."""
     folder = tmp_path_factory.mktemp("api") / "photos"
     folder.mkdir()
-    for name, path in sorted(photos.skimage_photos().items()):
-        picture = photos.load_picture(path, 240)
-        photos.write_jpeg(str(folder / f"{name}.jpg"), picture, 92)
-        photos.write_jpeg(str(folder / f"{name}-smaller.jpg"), cv2.resize(picture, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), 85)
+    for name, path in sorted(photo_sets.skimage_photos().items()):
+        picture = photo_sets.load_picture(path, 240)
+        photo_sets.write_jpeg(str(folder / f"{name}.jpg"), picture, 92)
+        photo_sets.write_jpeg(str(folder / f"{name}-smaller.jpg"), cv2.resize(picture, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), 85)
     run = str(tmp_path_factory.mktemp("api_run"))
     train.main(["--dataset", str(folder), "--output", run, "--epochs", "1", "--batch-size", "4", "--latent-dim", "16",
                 "--filters", "8", "16", "--image-size", "32", "--validation-fraction", "0.25"])
@@ -69,7 +69,7 @@ def test_duplicates_and_update(run_folder, tmp_path):
     index_dataset.main(["--dataset", str(copy_folder), "--output", str(copy_run)])
     opened = imsearch.open_run(str(copy_run))
     pairs = {(os.path.basename(pair.keep), os.path.basename(pair.copy)) for pair in opened.duplicates()}
-    assert pairs == {(f"{name}.jpg", f"{name}-smaller.jpg") for name in photos.skimage_photos()}
+    assert pairs == {(f"{name}.jpg", f"{name}-smaller.jpg") for name in photo_sets.skimage_photos()}
     shutil.copy(copy_folder / "retina.jpg", copy_folder / "retina-again.jpg")
     os.remove(copy_folder / "coffee-smaller.jpg")
     report = opened.update()

@@ -14,7 +14,7 @@ import index_dataset
 import search
 import train
 from conftest import fails_with
-from imsearch import data, index
+from imsearch import image_folders, index
 
 WRITERS = {
     "zero_byte.png": lambda path: open(path, "wb").close(),
@@ -53,30 +53,30 @@ def test_odd_but_valid_image_is_read_in_both_modes(name, tmp_path):
     path = str(tmp_path / name)
     READABLE[name](path)
     for channels in (1, 3):
-        image = data.read_image(path, 16, channels)
+        image = image_folders.read_image(path, 16, channels)
         assert image.shape == (16, 16, channels) and image.dtype == np.uint8
 
 
 def test_sixteen_bit_alpha_and_cmyk_colours_survive(tmp_path):
     for name in ("sixteen_bit.png", "alpha.png", "cmyk.jpg"):
         READABLE[name](str(tmp_path / name))
-    assert data.read_image(str(tmp_path / "sixteen_bit.png"), 8, 1).min() >= 150  # 40000/65535 of white.
-    red, green, blue = data.read_image(str(tmp_path / "alpha.png"), 8, 3)[4, 4]
+    assert image_folders.read_image(str(tmp_path / "sixteen_bit.png"), 8, 1).min() >= 150  # 40000/65535 of white.
+    red, green, blue = image_folders.read_image(str(tmp_path / "alpha.png"), 8, 3)[4, 4]
     assert (red, green, blue) == (30, 200, 10)  # BGRA on disk, RGB in memory; alpha dropped.
-    red, green, blue = data.read_image(str(tmp_path / "cmyk.jpg"), 8, 3)[4, 4].astype(int)
+    red, green, blue = image_folders.read_image(str(tmp_path / "cmyk.jpg"), 8, 3)[4, 4].astype(int)
     assert red > 200 and green < 60 and blue < 60  # CMYK (0, 255, 255, 0) is red.
 
 
 def test_huge_image_is_read(tmp_path):
     cv2.imwrite(str(tmp_path / "huge.png"), np.zeros((10000, 10000), np.uint8))
-    assert data.read_image(str(tmp_path / "huge.png"), 28, 1).shape == (28, 28, 1)
+    assert image_folders.read_image(str(tmp_path / "huge.png"), 28, 1).shape == (28, 28, 1)
 
 
 def test_symlink_loop_is_not_followed(tmp_path):
     (tmp_path / "a").mkdir()
     cv2.imwrite(str(tmp_path / "a" / "x.png"), np.zeros((4, 4), np.uint8))
     os.symlink(tmp_path, tmp_path / "a" / "loop")
-    assert data.list_images(str(tmp_path)) == (["a/x.png"], ["a"])
+    assert image_folders.list_images(str(tmp_path)) == (["a/x.png"], ["a"])
 
 
 def test_names_with_newlines_keep_one_line_per_hit(gray_model, tmp_path, capsys):

@@ -6,82 +6,82 @@ import cv2
 import numpy as np
 import pytest
 
-from imsearch import InputError, data
+from imsearch import InputError, image_folders
 
 
 def test_resize_and_crop_keeps_aspect_and_takes_the_centre():
     image = np.zeros((40, 80), dtype=np.uint8)
     image[:, 20:60] = 255  # A white centre band as wide as the crop that should remain.
-    cropped = data.resize_and_crop(image, 20)
+    cropped = image_folders.resize_and_crop(image, 20)
     assert cropped.shape == (20, 20)
     assert cropped.min() == 255  # Only the centre 40x40, now 20x20, survives: all white.
 
 
 @pytest.mark.parametrize("height, width", [(7, 31), (100, 30), (28, 28), (1, 1)])
 def test_resize_and_crop_always_gives_the_size(height, width):
-    assert data.resize_and_crop(np.ones((height, width, 3), np.uint8), 16).shape == (16, 16, 3)
+    assert image_folders.resize_and_crop(np.ones((height, width, 3), np.uint8), 16).shape == (16, 16, 3)
 
 
 def test_read_image_returns_rgb_and_gray(tmp_path):
     bgr = np.zeros((10, 14, 3), dtype=np.uint8)
     bgr[..., 2] = 200  # Red in OpenCV's BGR order.
     cv2.imwrite(str(tmp_path / "red.png"), bgr)
-    rgb = data.read_image(str(tmp_path / "red.png"), 8, 3)
+    rgb = image_folders.read_image(str(tmp_path / "red.png"), 8, 3)
     assert rgb.shape == (8, 8, 3) and rgb[..., 0].min() == 200 and rgb[..., 2].max() == 0
-    gray = data.read_image(str(tmp_path / "red.png"), 8, 1)
+    gray = image_folders.read_image(str(tmp_path / "red.png"), 8, 1)
     assert gray.shape == (8, 8, 1) and 50 < gray.mean() < 70  # 0.299 * 200
 
 
 def test_read_image_refuses_non_images(tmp_path):
     (tmp_path / "fake.jpg").write_text("text")
-    with pytest.raises(data.UnreadableImage, match="fake.jpg: not a readable image"):
-        data.read_image(str(tmp_path / "fake.jpg"), 8, 3)
+    with pytest.raises(image_folders.UnreadableImage, match="fake.jpg: not a readable image"):
+        image_folders.read_image(str(tmp_path / "fake.jpg"), 8, 3)
 
 
 def test_list_images_is_sorted_recursive_and_labelled(tmp_path):
     for relative in ("b/2.png", "b/10.PNG", "a/x/1.jpg", "top.bmp", "c/readme.txt"):
         os.makedirs(tmp_path / os.path.dirname(relative), exist_ok=True)
         (tmp_path / relative).write_bytes(b"")
-    paths, labels = data.list_images(str(tmp_path))
+    paths, labels = image_folders.list_images(str(tmp_path))
     assert paths == ["a/x/1.jpg", "b/10.PNG", "b/2.png", "top.bmp"]
     assert labels == ["a", "b", "b", None]
 
 
 def test_list_images_without_subfolders_has_no_labels(tmp_path):
     (tmp_path / "one.png").write_bytes(b"")
-    assert data.list_images(str(tmp_path)) == (["one.png"], None)
+    assert image_folders.list_images(str(tmp_path)) == (["one.png"], None)
 
 
 def test_list_images_errors(tmp_path):
     with pytest.raises(InputError, match="no such folder"):
-        data.list_images(str(tmp_path / "missing"))
+        image_folders.list_images(str(tmp_path / "missing"))
     with pytest.raises(InputError, match="no images"):
-        data.list_images(str(tmp_path))
+        image_folders.list_images(str(tmp_path))
 
 
 def test_split_is_seeded_disjoint_and_complete():
-    train, validation = data.split_indices(100, 0.1, seed=7)
-    again_train, again_validation = data.split_indices(100, 0.1, seed=7)
+    train, validation = image_folders.split_indices(100, 0.1, seed=7)
+    again_train, again_validation = image_folders.split_indices(100, 0.1, seed=7)
     assert np.array_equal(train, again_train) and np.array_equal(validation, again_validation)
     assert len(validation) == 10 and not set(train) & set(validation)
     assert sorted(set(train) | set(validation)) == list(range(100))
-    assert not np.array_equal(validation, data.split_indices(100, 0.1, seed=8)[1])
+    assert not np.array_equal(validation, image_folders.split_indices(100, 0.1, seed=8)[1])
 
 
 def test_infer_image_shape(tmp_path):
     cv2.imwrite(str(tmp_path / "gray.png"), np.zeros((30, 30), np.uint8))
-    assert data.infer_image_shape([str(tmp_path / "gray.png")]) == (32, 1)  # Rounded up to a multiple of 4.
+    assert image_folders.infer_image_shape([str(tmp_path / "gray.png")]) == (32, 1)  # Rounded up to a multiple of 4.
     colour = np.zeros((30, 50, 3), np.uint8)
     colour[..., 1] = 99
     cv2.imwrite(str(tmp_path / "colour.png"), colour)
-    assert data.infer_image_shape([str(tmp_path / "gray.png"), str(tmp_path / "colour.png")]) == (data.VARIED_IMAGE_SIZE, 3)
+    assert image_folders.infer_image_shape([str(tmp_path / "gray.png"), str(tmp_path / "colour.png")]) == (image_folders.VARIED_IMAGE_SIZE, 3)
 
 
 def test_iterate_batches_marks_unreadable_files(tmp_path):
     cv2.imwrite(str(tmp_path / "good.png"), np.full((5, 5), 255, np.uint8))
     (tmp_path / "bad.png").write_text("x")
     paths = [str(tmp_path / "good.png"), str(tmp_path / "bad.png"), str(tmp_path / "good.png")]
-    batches = list(data.iterate_batches(paths, 4, 1, batch_size=2))
+    batches = list(image_folders.iterate_batches(paths, 4, 1, batch_size=2))
     assert [start for start, _, _ in batches] == [0, 2]
     assert batches[0][2].tolist() == [True, False] and batches[0][1].shape == (1, 4, 4, 1)
     assert batches[0][1].dtype == np.uint8 and batches[0][1].max() == 255
@@ -90,7 +90,7 @@ def test_iterate_batches_marks_unreadable_files(tmp_path):
 def test_training_dataset_streams_batches_of_pairs(tmp_path):
     for number in range(5):
         cv2.imwrite(str(tmp_path / f"{number}.png"), np.full((9, 9), number * 50, np.uint8))
-    dataset = data.training_dataset([str(tmp_path / f"{n}.png") for n in range(5)], 8, 1, batch_size=2)
+    dataset = image_folders.training_dataset([str(tmp_path / f"{n}.png") for n in range(5)], 8, 1, batch_size=2)
     batches = [(inputs.numpy(), targets.numpy()) for inputs, targets in dataset]
     assert [len(inputs) for inputs, _ in batches] == [2, 2, 1]
     assert all(np.array_equal(inputs, targets) for inputs, targets in batches)
@@ -101,10 +101,10 @@ def test_augment_corrupts_inputs_only_and_flips_both():
     import tensorflow as tf
 
     images = tf.constant(np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32))
-    inputs, targets = data.augment(images, noise_std=0.3, shift_pixels=2)
+    inputs, targets = image_folders.augment(images, noise_std=0.3, shift_pixels=2)
     assert np.array_equal(targets.numpy(), images.numpy()) and not np.array_equal(inputs.numpy(), images.numpy())
     assert inputs.shape == images.shape and 0 <= float(tf.reduce_min(inputs)) and float(tf.reduce_max(inputs)) <= 1
-    flipped_inputs, flipped_targets = data.augment(images, flip=True)
+    flipped_inputs, flipped_targets = image_folders.augment(images, flip=True)
     assert np.array_equal(flipped_inputs.numpy(), flipped_targets.numpy())
     originals, mirrored = images.numpy(), flipped_targets.numpy()
     assert all(np.array_equal(m, o) or np.array_equal(m, o[:, ::-1]) for m, o in zip(mirrored, originals))
@@ -156,11 +156,11 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_to_nearly_the_same_pixels(tm
     smooth = cv2.resize(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8), (2400, 1800), interpolation=cv2.INTER_CUBIC)
     cv2.imwrite(str(tmp_path / "large.jpg"), smooth, [cv2.IMWRITE_JPEG_QUALITY, 90])
     encoded = np.fromfile(tmp_path / "large.jpg", dtype=np.uint8)
-    assert data.decode_flag(encoded, 64, 3) == cv2.IMREAD_REDUCED_COLOR_8  # 1800 / 8 = 225 >= 2 x 64.
-    assert data.decode_flag(encoded, 200, 1) == cv2.IMREAD_REDUCED_GRAYSCALE_4
-    assert data.decode_flag(encoded, 1000, 3) == cv2.IMREAD_COLOR  # Too small to reduce for this size.
-    reduced = data.read_image(str(tmp_path / "large.jpg"), 64, 3).astype(float)
-    full = cv2.cvtColor(data.resize_and_crop(cv2.imread(str(tmp_path / "large.jpg")), 64), cv2.COLOR_BGR2RGB)
+    assert image_folders.decode_flag(encoded, 64, 3) == cv2.IMREAD_REDUCED_COLOR_8  # 1800 / 8 = 225 >= 2 x 64.
+    assert image_folders.decode_flag(encoded, 200, 1) == cv2.IMREAD_REDUCED_GRAYSCALE_4
+    assert image_folders.decode_flag(encoded, 1000, 3) == cv2.IMREAD_COLOR  # Too small to reduce for this size.
+    reduced = image_folders.read_image(str(tmp_path / "large.jpg"), 64, 3).astype(float)
+    full = cv2.cvtColor(image_folders.resize_and_crop(cv2.imread(str(tmp_path / "large.jpg")), 64), cv2.COLOR_BGR2RGB)
     assert np.abs(reduced - full).mean() < 1.0
 
 
@@ -168,21 +168,21 @@ def test_pngs_and_small_jpegs_are_decoded_at_full_size(tmp_path):
     image = np.random.default_rng(1).integers(0, 255, (300, 200, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "big.png"), image)
     cv2.imwrite(str(tmp_path / "small.jpg"), image[:100, :100])
-    assert data.decode_flag(np.fromfile(tmp_path / "big.png", dtype=np.uint8), 16, 3) == cv2.IMREAD_COLOR
-    assert data.decode_flag(np.fromfile(tmp_path / "small.jpg", dtype=np.uint8), 64, 1) == cv2.IMREAD_GRAYSCALE
-    assert data.decode_flag(np.frombuffer(b"\xff\xd8\xff junk", dtype=np.uint8), 8, 3) == cv2.IMREAD_COLOR
+    assert image_folders.decode_flag(np.fromfile(tmp_path / "big.png", dtype=np.uint8), 16, 3) == cv2.IMREAD_COLOR
+    assert image_folders.decode_flag(np.fromfile(tmp_path / "small.jpg", dtype=np.uint8), 64, 1) == cv2.IMREAD_GRAYSCALE
+    assert image_folders.decode_flag(np.frombuffer(b"\xff\xd8\xff junk", dtype=np.uint8), 8, 3) == cv2.IMREAD_COLOR
 
 
 def test_jpeg_size_is_read_from_the_frame_header_even_for_huge_or_broken_files(tmp_path):
     image = np.random.default_rng(2).integers(0, 255, (200, 300, 3), dtype=np.uint8)
     for name, flags in (("baseline.jpg", []), ("progressive.jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
         cv2.imwrite(str(tmp_path / name), image, flags)
-        assert data.jpeg_shorter_side(np.fromfile(tmp_path / name, dtype=np.uint8)) == 200
+        assert image_folders.jpeg_shorter_side(np.fromfile(tmp_path / name, dtype=np.uint8)) == 200
     header = bytearray((tmp_path / "baseline.jpg").read_bytes())
     frame = header.index(b"\xff\xc0")
     header[frame + 5 : frame + 9] = (12240).to_bytes(2, "big") + (16320).to_bytes(2, "big")  # A 200 MP photo's header.
     (tmp_path / "huge.jpg").write_bytes(bytes(header))
-    assert data.jpeg_shorter_side(np.frombuffer(bytes(header), dtype=np.uint8)) == 12240
+    assert image_folders.jpeg_shorter_side(np.frombuffer(bytes(header), dtype=np.uint8)) == 12240
     # Its data do not fit the header: OpenCV decodes what there is (at 1/8 scale), and nothing raises.
-    assert data.read_image(str(tmp_path / "huge.jpg"), 64, 3).shape == (64, 64, 3)
-    assert data.jpeg_shorter_side(np.frombuffer(bytes(header[:frame]), dtype=np.uint8)) == 0
+    assert image_folders.read_image(str(tmp_path / "huge.jpg"), 64, 3).shape == (64, 64, 3)
+    assert image_folders.jpeg_shorter_side(np.frombuffer(bytes(header[:frame]), dtype=np.uint8)) == 0

@@ -13,7 +13,7 @@ import index_dataset
 import prepare_dataset
 import search
 import train
-from imsearch import InputError, datasets
+from imsearch import InputError, published_datasets
 
 
 def write_idx(path, array):
@@ -26,17 +26,17 @@ def write_idx(path, array):
 def test_idx_round_trip_and_truncation(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
     write_idx(str(tmp_path / "x.gz"), images)
-    assert np.array_equal(datasets.read_idx(str(tmp_path / "x.gz")), images)
+    assert np.array_equal(published_datasets.read_idx(str(tmp_path / "x.gz")), images)
     with gzip.open(tmp_path / "x.gz", "rb") as file:
         raw = file.read()
     with gzip.open(tmp_path / "cut.gz", "wb") as file:
         file.write(raw[:-10])
     with pytest.raises(InputError, match="truncated"):
-        datasets.read_idx(str(tmp_path / "cut.gz"))
+        published_datasets.read_idx(str(tmp_path / "cut.gz"))
     with gzip.open(tmp_path / "header.gz", "wb") as file:
         file.write(raw[:9])  # Three dimensions declared, the second one's size cut short.
     with pytest.raises(InputError, match="header declares 3 dimensions but the file ends first"):
-        datasets.read_idx(str(tmp_path / "header.gz"))
+        published_datasets.read_idx(str(tmp_path / "header.gz"))
 
 
 def test_prepare_mnist_from_idx_files(tmp_path):
@@ -82,14 +82,14 @@ def test_prepare_refuses_files_that_are_no_cifar_batches_in_one_line(meta, messa
     assert message in line
 
 
-@pytest.mark.skipif(not os.path.isdir(datasets.DEBIAN_FASHION_MNIST_DIR),
+@pytest.mark.skipif(not os.path.isdir(published_datasets.DEBIAN_FASHION_MNIST_DIR),
                     reason="Debian package dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_subset_end_to_end(tmp_path, capsys):
-    splits = datasets.load_fashion_mnist()
+    splits = published_datasets.load_fashion_mnist()
     assert splits["train"][0].shape == (60000, 28, 28) and splits["test"][0].shape == (10000, 28, 28)
     subset = {"train": (splits["train"][0][:600], splits["train"][1][:600]),
               "test": (splits["test"][0][:20], splits["test"][1][:20])}
-    datasets.write_image_folders(subset, datasets.FASHION_MNIST_CLASSES, str(tmp_path / "fashion"))
+    published_datasets.write_image_folders(subset, published_datasets.FASHION_MNIST_CLASSES, str(tmp_path / "fashion"))
     train_dir, output_dir = str(tmp_path / "fashion" / "train"), str(tmp_path / "output")
     train.main(["--dataset", train_dir, "--output", output_dir, "--epochs", "2"])
     model_path, index_path = os.path.join(output_dir, "autoencoder.keras"), os.path.join(output_dir, "features.pkl")

@@ -11,7 +11,7 @@ import index_dataset
 import search
 import train
 import config
-from imsearch import photos
+from imsearch import photo_sets
 
 
 def edited(image):
@@ -36,18 +36,18 @@ def duplicates_run(tmp_path_factory):
     folder = root / "folder"
     folder.mkdir()
     expected = set()
-    for number, (name, path) in enumerate(sorted(photos.skimage_photos().items())):
-        original = photos.load_picture(path, 480)
+    for number, (name, path) in enumerate(sorted(photo_sets.skimage_photos().items())):
+        original = photo_sets.load_picture(path, 480)
         cv2.imwrite(str(folder / f"{name}.jpg"), original, [cv2.IMWRITE_JPEG_QUALITY, 95])
         if number % 2:
             continue  # Every other photograph stands alone: it must pair with nothing.
         for copy, (image, quality) in edited(original).items():
-            photos.write_jpeg(str(folder / f"{name}-{copy}.jpg"), image, quality)
+            photo_sets.write_jpeg(str(folder / f"{name}-{copy}.jpg"), image, quality)
             expected.add(tuple(sorted((f"{name}.jpg", f"{name}-{copy}.jpg"))))
-    for number, image in enumerate(photos.board_series(8, np.random.default_rng(0))):
+    for number, image in enumerate(photo_sets.board_series(8, np.random.default_rng(0))):
         cv2.imwrite(str(folder / f"board-{number}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
     # A chain: two crops of one larger picture, each a copy of it, that overlap too little to be copies of each other.
-    whole = photos.load_picture(os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images", "china.jpg"), 600)
+    whole = photo_sets.load_picture(os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images", "china.jpg"), 600)
     height, width = whole.shape[:2]
     cv2.imwrite(str(folder / "chain-whole.jpg"), whole, [cv2.IMWRITE_JPEG_QUALITY, 95])
     cv2.imwrite(str(folder / "chain-top-left.jpg"), whole[: round(height * 0.85), : round(width * 0.85)])
@@ -91,7 +91,7 @@ def test_a_chain_of_crops_is_two_pairs_and_never_one_set(duplicates_run):
 
 def test_each_line_puts_the_file_to_keep_first_with_its_evidence(duplicates_run):
     expected, _, lines, page = duplicates_run
-    originals = {name for pair in expected for name in pair if name.removesuffix(".jpg") in photos.SKIMAGE_PHOTOS}
+    originals = {name for pair in expected for name in pair if name.removesuffix(".jpg") in photo_sets.SKIMAGE_PHOTOS}
     assert all(len(line) == 6 for line in lines)
     for _, copy, distance, correlation, differing, alignment in lines:
         assert os.path.basename(copy) not in originals  # An original is the largest, least compressed file of its pair.

@@ -11,7 +11,7 @@ import pytest
 import index_dataset
 import search
 import train
-from imsearch import data, index, photos
+from imsearch import image_folders, index, photo_sets
 from sample_files import TURN_CLOCKWISE, write_dng, write_with_pillow
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def photo_folder(tmp_path_factory):
     """A folder of real photos in every format a phone, a camera or a scanner writes, with an OS's clutter beside them."""
     folder = tmp_path_factory.mktemp("formats") / "photos"
     folder.mkdir()
-    pictures = {name: photos.load_picture(path, 400) for name, path in photos.skimage_photos().items()}
+    pictures = {name: photo_sets.load_picture(path, 400) for name, path in photo_sets.skimage_photos().items()}
     write_with_pillow(str(folder / "astronaut.heic"), pictures["astronaut"])
     write_with_pillow(str(folder / "coffee.avif"), pictures["coffee"])
     write_with_pillow(str(folder / "chelsea.tiff"), pictures["chelsea"])
@@ -53,7 +53,7 @@ EXPECTED = ["astronaut.heic", "chelsea.tiff", "coffee.avif", "motorcycle.dng", "
 
 def test_every_format_is_listed_and_the_clutter_is_not(photo_folder, capsys):
     folder, _ = photo_folder
-    paths, _ = data.list_images(str(folder))
+    paths, _ = image_folders.list_images(str(folder))
     assert paths == EXPECTED
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == 1 and "skipped 1 file(s)" in warnings[0] and "(1 .mov)" in warnings[0], warnings
@@ -65,7 +65,7 @@ def test_each_format_decodes_to_its_photo_upright(photo_folder, name):
     source = {"astronaut": "astronaut", "chelsea": "chelsea", "coffee": "coffee", "motorcycle": "motorcycle-left",
               "retina": "retina", "rocket": "rocket"}[name.split(".")[0].split("-")[0]]
     original = pictures[source]
-    image = data.read_display_image(str(folder / name), 400)
+    image = image_folders.read_display_image(str(folder / name), 400)
     # The sideways JPEG comes back upright; a DNG loses at most a column and a row to its 2x2 Bayer pattern.
     assert abs(image.shape[0] - original.shape[0]) <= 1 and abs(image.shape[1] - original.shape[1]) <= 1, image.shape
     small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)

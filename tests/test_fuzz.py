@@ -11,7 +11,7 @@ import hypothesis
 import numpy as np
 from hypothesis import strategies
 
-from imsearch import InputError, data, datasets, index
+from imsearch import InputError, image_folders, index, published_datasets
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -60,8 +60,8 @@ def test_image_reader_returns_an_image_or_a_clear_error(tmp_path, content, chann
     path = tmp_path / "fuzz.png"
     path.write_bytes(content)
     try:
-        image = data.read_image(str(path), 8, channels)
-    except data.UnreadableImage as error:
+        image = image_folders.read_image(str(path), 8, channels)
+    except image_folders.UnreadableImage as error:
         assert str(path) in str(error)
     else:
         assert image.shape == (8, 8, channels) and image.dtype == np.uint8
@@ -82,7 +82,7 @@ def test_index_loader_returns_an_index_or_a_clear_error(tmp_path, content):
 def test_idx_reader_returns_an_array_or_a_clear_error(tmp_path, content):
     path = tmp_path / "fuzz-idx3-ubyte"
     path.write_bytes(content)
-    array = loaded_or_refused(path, lambda: datasets.read_idx(str(path)))
+    array = loaded_or_refused(path, lambda: published_datasets.read_idx(str(path)))
     if array is not None:
         assert array.dtype == np.uint8 and array.size == len(content) - 4 - 4 * content[3]
 
@@ -93,7 +93,7 @@ def test_cifar_loader_returns_splits_or_a_clear_error(tmp_path, content):
     (tmp_path / "meta").write_bytes(pickle.dumps({b"fine_label_names": [b"a", b"b"]}, protocol=4))
     (tmp_path / "train").write_bytes(content)
     (tmp_path / "test").write_bytes(VALID_CIFAR_BATCH)
-    loaded = loaded_or_refused(tmp_path, lambda: datasets.load_cifar_splits(str(tmp_path)))
+    loaded = loaded_or_refused(tmp_path, lambda: published_datasets.load_cifar_splits(str(tmp_path)))
     if loaded is not None:
         splits, names = loaded
         images, labels = splits["train"]

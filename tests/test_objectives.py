@@ -8,7 +8,7 @@ import numpy as np
 
 import train
 import config
-from imsearch import data, model, photos
+from imsearch import image_folders, model, photo_sets
 from imsearch.backend import keras
 
 
@@ -16,7 +16,7 @@ def test_two_views_of_an_image_differ_and_target_the_clean_image():
     import tensorflow as tf
 
     images = tf.constant(np.random.default_rng(0).uniform(size=(6, 16, 16, 3)).astype(np.float32))
-    (first, second), targets = data.view_pair(images, crop_area=0.6, invariance=True)
+    (first, second), targets = image_folders.view_pair(images, crop_area=0.6, invariance=True)
     first, second = first.numpy(), second.numpy()
     assert first.shape == second.shape == images.shape and 0 <= first.min() and first.max() <= 1
     for row in range(len(images)):
@@ -25,14 +25,14 @@ def test_two_views_of_an_image_differ_and_target_the_clean_image():
     assert np.array_equal(targets["reconstruction_1"].numpy(), images.numpy())
     assert np.array_equal(targets["reconstruction_2"].numpy(), images.numpy())
     assert targets["invariance"].shape == (6, 1)
-    (clean_first, clean_second), _ = data.view_pair(images, crop_area=None, invariance=False)  # Validation: no edits.
+    (clean_first, clean_second), _ = image_folders.view_pair(images, crop_area=None, invariance=False)  # Validation: no edits.
     assert np.array_equal(clean_first.numpy(), images.numpy()) and np.array_equal(clean_second.numpy(), images.numpy())
 
 
 def photo_patches(folder, size=48):
     """folder/<photo>/<n>.png: four crops of each of scikit-image's colour photos, real pictures to train on."""
     paths = []
-    for name, photo_path in sorted(photos.skimage_photos().items()):
+    for name, photo_path in sorted(photo_sets.skimage_photos().items()):
         photo = cv2.imread(photo_path)
         height, width = photo.shape[:2]
         side = min(height, width) // 2

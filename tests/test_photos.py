@@ -13,7 +13,7 @@ import prepare_dataset
 import search
 import train
 
-from imsearch import descriptors, index, photos
+from imsearch import descriptors, index, photo_sets
 
 
 def scenery(seed, size=(96, 128)):
@@ -32,7 +32,7 @@ def scenery(seed, size=(96, 128)):
 
 
 def write_sources(folder, count, seed=0):
-    """count pictures in folder as {name: path}, as photos.find_photos returns them."""
+    """count pictures in folder as {name: path}, as photo_sets.find_photos returns them."""
     os.makedirs(folder, exist_ok=True)
     sources = {}
     for number in range(count):
@@ -53,8 +53,8 @@ def same_tree(first, second):
 def test_photo_benchmarks_are_the_same_files_every_time(tmp_path):
     sources = write_sources(tmp_path / "sources", 3)
     for name in ("first", "second"):
-        assert photos.build_views(sources, str(tmp_path / name / "photos"), train_views=4, test_views=2) == 18
-        assert photos.build_small_folder(sources, str(tmp_path / name / "small")) == 3 * (1 + len(photos.SMALL_COPIES))
+        assert photo_sets.build_views(sources, str(tmp_path / name / "photos"), train_views=4, test_views=2) == 18
+        assert photo_sets.build_small_folder(sources, str(tmp_path / name / "small")) == 3 * (1 + len(photo_sets.SMALL_COPIES))
     assert same_tree(tmp_path / "first", tmp_path / "second")
     views = sorted(os.listdir(tmp_path / "first" / "photos" / "train" / "picture-0"))
     assert views == ["00.jpg", "01.jpg", "02.jpg", "03.jpg"]
@@ -62,7 +62,7 @@ def test_photo_benchmarks_are_the_same_files_every_time(tmp_path):
     sizes = {cv2.imread(str(tmp_path / "first" / "photos" / "train" / "picture-0" / view)).shape for view in views}
     assert len(sizes) > 1
     copies = sorted(os.listdir(tmp_path / "first" / "small" / "test" / "picture-1"))
-    assert copies == sorted(f"{copy}.jpg" for copy in photos.SMALL_COPIES)
+    assert copies == sorted(f"{copy}.jpg" for copy in photo_sets.SMALL_COPIES)
     assert os.listdir(tmp_path / "first" / "small" / "train" / "picture-1") == ["original.jpg"]
 
 
@@ -80,12 +80,12 @@ def test_find_photos_takes_one_file_per_picture(tmp_path, capsys):
     plasma.mkdir(parents=True)
     for name, side in (("640x480.jpg", 64), ("2560x1600.jpg", 256)):
         cv2.imwrite(str(plasma / name), scenery(1, size=(side, side)))
-    found = photos.find_photos(str(tmp_path))
+    found = photo_sets.find_photos(str(tmp_path))
     assert found["path"] == str(plasma / "2560x1600.jpg")
-    assert not [name for name in found if name in photos.WALLPAPER_PHOTOS and name != "path"]
+    assert not [name for name in found if name in photo_sets.WALLPAPER_PHOTOS and name != "path"]
     # The other wallpaper photographs are missing: one warning says how many, and what to install.
     warning = capsys.readouterr().err.strip()
-    assert warning.startswith(f"warning: {len(photos.WALLPAPER_PHOTOS) - 1} of the {len(photos.WALLPAPER_PHOTOS)} ")
+    assert warning.startswith(f"warning: {len(photo_sets.WALLPAPER_PHOTOS) - 1} of the {len(photo_sets.WALLPAPER_PHOTOS)} ")
     assert "mate-backgrounds" in warning and len(warning.splitlines()) == 1
 
 

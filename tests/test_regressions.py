@@ -12,7 +12,7 @@ import numpy as np
 import evaluate
 import index_dataset
 import train
-from imsearch import index, metrics, model, pictures, safeio
+from imsearch import figures, index, metrics, model, safeio
 
 
 def test_three_filters_round_the_image_size_to_what_three_halvings_need(gray_dataset, tmp_path, capsys):
@@ -34,7 +34,7 @@ def test_retrieval_metrics_take_unlabelled_images_as_relevant_to_nothing():
 
 def test_feature_map_draws_unlabelled_images(tmp_path):
     features = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    pictures.plot_feature_map(features, ["a", "b", None, "a", None, "b"], str(tmp_path / "map.png"))
+    figures.plot_feature_map(features, ["a", "b", None, "a", None, "b"], str(tmp_path / "map.png"))
     assert cv2.imread(str(tmp_path / "map.png")) is not None
 
 

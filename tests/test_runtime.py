@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import config
-from imsearch import data, encoding, locations, model, photos, runtime
+from imsearch import encoding, image_folders, locations, model, photo_sets, runtime
 
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Runs a script as `python script.py ...` would, with TensorFlow and Keras impossible to import.
@@ -34,8 +34,8 @@ def colour_model(tmp_path_factory):
     import train
 
     folder = tmp_path_factory.mktemp("photos")
-    for name, path in sorted(photos.skimage_photos().items()):
-        photos.write_jpeg(str(folder / f"{name}.jpg"), photos.load_picture(path, 200), 90)
+    for name, path in sorted(photo_sets.skimage_photos().items()):
+        photo_sets.write_jpeg(str(folder / f"{name}.jpg"), photo_sets.load_picture(path, 200), 90)
     run = tmp_path_factory.mktemp("colour_run")
     train.main(["--dataset", str(folder), "--output", str(run), "--epochs", "1", "--batch-size", "4", "--latent-dim", "16",
                 "--filters", "8", "16", "--image-size", "32", "--validation-fraction", "0.25"])
@@ -48,7 +48,7 @@ def test_training_writes_the_export_and_its_features_match_keras_on_gray_and_col
     for run, folder in ((colour_run, photo_folder), (gray_model, gray_dataset / "train")):
         model_path = str(run / config.MODEL_FILE)
         assert os.path.isfile(locations.export_path_of(model_path))
-        paths = data.full_paths(str(folder), data.list_images(str(folder))[0])
+        paths = image_folders.full_paths(str(folder), image_folders.list_images(str(folder))[0])
         with_keras, _ = encoding.encode_paths(model.encoder_of(model.load_autoencoder(model_path)), paths, 64, histograms=True)
         with_onnx, _ = encoding.encode_paths(runtime.open_encoder(model_path), paths, 64, histograms=True)
         assert with_keras.shape == with_onnx.shape and np.abs(with_keras - with_onnx).max() <= 1e-4

@@ -109,9 +109,9 @@ def test_a_huge_top_k_costs_no_more_memory_than_the_index_holds(gray_model, gray
 
 
 def test_a_validation_share_near_one_still_leaves_an_image_to_train_on():
-    from imsearch import data
+    from imsearch import image_folders
 
-    train_rows, validation_rows = data.split_indices(40, 0.99, seed=0)
+    train_rows, validation_rows = image_folders.split_indices(40, 0.99, seed=0)
     assert len(train_rows) == 1 and len(validation_rows) == 39
     assert sorted([*train_rows, *validation_rows]) == list(range(40))
 
@@ -230,10 +230,10 @@ def test_pictures_keep_the_aspect_and_an_earlier_search_is_replaced_with_a_note(
                                                                                tmp_path, capsys):
     import numpy as np
 
-    from imsearch import pictures
+    from imsearch import figures
 
     wide = np.full((20, 80, 3), 200, np.uint8)
-    cell = pictures.to_display(wide, 64)
+    cell = figures.to_display(wide, 64)
     assert cell.shape == (64, 64, 3) and cell[:20].max() == 0 and cell[24:40].min() == 200  # Bars, never a squash.
     cv2.imwrite(str(tmp_path / "wide.png"), wide)
     query = str(sorted((gray_dataset / "test" / "disc").iterdir())[0])

@@ -9,7 +9,7 @@ import tempfile
 import cv2
 import numpy as np
 
-from imsearch import InputError, data, locations, safeio
+from imsearch import InputError, image_folders, locations, safeio
 
 DEBIAN_FASHION_MNIST_DIR = locations.DEBIAN_FASHION_MNIST_DIR
 FASHION_MNIST_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot")
@@ -139,7 +139,7 @@ def write_image_folders(splits, class_names, target_dir):
             digits = len(str(len(images) - 1))
             for number, (image, label) in enumerate(zip(images, labels)):
                 jobs.append((os.path.join(staging_dir, split, class_names[int(label)], f"{number:0{digits}d}.png"), image))
-        with concurrent.futures.ThreadPoolExecutor(data.READ_WORKERS) as executor:
+        with concurrent.futures.ThreadPoolExecutor(image_folders.READ_WORKERS) as executor:
             for path, ok in executor.map(lambda job: (job[0], write_png(*job)), jobs):
                 if not ok:
                     raise InputError(f"{path}: could not be written; check free space")

@@ -7,7 +7,7 @@ import zlib
 import cv2
 import numpy as np
 
-from imsearch import InputError, console, datasets, locations
+from imsearch import InputError, console, locations, published_datasets
 
 # The photographs among Debian's wallpapers, one entry per picture (never per file): plasma ships each
 # picture at many resolutions, and the largest file of its folder is taken. Left out as drawings or
@@ -195,7 +195,7 @@ def build_views(photos, target_dir, train_views=TRAIN_VIEWS, test_views=TEST_VIE
                     write_jpeg(os.path.join(staging_dir, split, name, f"{view:02d}.jpg"), image, quality)
         return len(photos) * (train_views + test_views)
 
-    return datasets.write_folder(target_dir, write)
+    return published_datasets.write_folder(target_dir, write)
 
 
 def build_small_folder(photos, target_dir):
@@ -210,4 +210,4 @@ def build_small_folder(photos, target_dir):
                 write_jpeg(os.path.join(staging_dir, "test", name, f"{copy}.jpg"), image, quality)
         return len(photos) * (1 + len(SMALL_COPIES))
 
-    return datasets.write_folder(target_dir, write)
+    return published_datasets.write_folder(target_dir, write)
