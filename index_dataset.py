@@ -5,7 +5,7 @@ import os
 import config
 from imsearch import InputError, cli, console
 
-distributed, index, runtime, safeio = cli.lazy_modules("distributed", "index", "runtime", "safeio")
+distributed, index, indexing, runtime, safeio = cli.lazy_modules("distributed", "index", "indexing", "runtime", "safeio")
 
 FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "encode_batch_size", "update", "shard", "workers",
           "ray_address", "compact_above", "compact_length", "approximate",
@@ -21,7 +21,7 @@ def main(argv=None):
         parser.error("--workers encodes the whole folder in shards itself: give it without --shard and --update")
     if settings.ray_address and not settings.workers:
         parser.error("--ray-address is the cluster --workers runs on: give --workers N with it")
-    shard = index.parse_shard(settings.shard) if settings.shard else None
+    shard = indexing.parse_shard(settings.shard) if settings.shard else None
     encoder = runtime.open_encoder(settings.model_path)
     model_sha256 = safeio.sha256_of_file(settings.model_path)
     previous = None
@@ -35,7 +35,7 @@ def main(argv=None):
         encoded_index = distributed.build_index_on_ray(settings.dataset_dir, settings.model_path, model_sha256, settings.workers,
                                                        settings.encode_batch_size, settings.histograms, settings.ray_address,
                                                        settings.compact_above, settings.compact_length)
-    return index.index_folder(
+    return indexing.index_folder(
         encoder, model_sha256, settings.dataset_dir, settings.index_path, settings.encode_batch_size, previous, shard,
         settings.histograms, settings.compact_above, settings.compact_length, settings.approximate, settings.approximate_above,
         settings.diffusion, settings.metric, encoded_index,

@@ -24,7 +24,7 @@ import numpy as np
 
 import common
 import config
-from imsearch import descriptors, graph, index, ranking, vectors
+from imsearch import descriptors, graph, index, indexing, ranking, vectors
 
 RAW_LENGTH = 192 + descriptors.HISTOGRAM_LENGTH
 
@@ -106,9 +106,9 @@ def main():
         dataset_dir="/synthetic", paths=[f"{row:07d}.png" for row in range(count)], labels=None,
         stamps=np.zeros((count, 2), np.int64), features=raw, model_sha256="synthetic", image_size=28, channels=1, histograms=True)
     del raw
-    feature_index = timed("build_compact_projection", lambda: index.compacted(feature_index, defaults.compact_above, defaults.compact_length))
-    approximate = timed("build_approximate_index", lambda: index.approximate_index_for(feature_index, "always"))
-    feature_index, _ = timed("build_graph_approximately", lambda: index.with_neighbour_graph(feature_index, None, approximate))
+    feature_index = timed("build_compact_projection", lambda: indexing.compacted(feature_index, defaults.compact_above, defaults.compact_length))
+    approximate = timed("build_approximate_index", lambda: indexing.approximate_index_for(feature_index, "always"))
+    feature_index, _ = timed("build_graph_approximately", lambda: indexing.with_neighbour_graph(feature_index, None, approximate))
     with tempfile.TemporaryDirectory(dir=os.path.join(common.REPOSITORY_DIR, "output")) as folder:
         index_path = os.path.join(folder, "features.pkl")
         feature_index = timed("save", lambda: index.save_index(feature_index, index_path, approximate))

@@ -1,6 +1,13 @@
-"""Search speed: the suite's exact ranking against the original per-item loop, and the approximate index at 1M."""
+"""Search speed: the suite's exact ranking against the original per-item loop, the approximate index at 1M, and
+what each further query costs search.py on the 60,000-image Fashion-MNIST run with and without re-ranking.
+
+    python bench/bench_search.py [--model output/autoencoder.keras] [--run output/bench/fashion-mnist]
+"""
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -78,12 +85,36 @@ def report_approximate(count, top_k):
     common.report(f"search_{count}_approximate_recall_at_10", recall, "(target >= 0.95)")
 
 
+def report_marginal(run_folder, queries, repeats=3):
+    """search.py on run_folder with one query and with 1 + `queries`: the seconds each further query adds."""
+    paths = common.real_image_paths(queries + 1, FASHION_TEST_DIR)
+
+    def seconds(count, flags):
+        text = "\n".join(paths[:count]) + "\n"
+        argv = [sys.executable, "search.py", "--output", run_folder, "--no-images", *flags, "-"]
+        return common.median_seconds(lambda: subprocess.run(argv, cwd=common.REPOSITORY_DIR, input=text, text=True, check=True,
+                                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), repeats)
+
+    for name, flags in (("diffusion", []), ("cosine", ["--no-diffusion"])):
+        one, many = seconds(1, flags), seconds(queries + 1, flags)
+        common.report(f"search_60k_{name}_first_query_s", one, "s (search.py start to end, one query)")
+        common.report(f"search_60k_{name}_marginal_ms", (many - one) * 1000 / queries,
+                      f"ms/query (each of {queries} further queries{'; target <= 2' if not flags else ''})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=config.DEFAULTS.in_run_folder().model_path, help="a trained model (run demo.sh first)")
     parser.add_argument("--large", type=int, default=1_000_000, help="rows of the synthetic large index")
+    parser.add_argument("--run", default=os.path.join("output", "bench", "fashion-mnist"),
+                        help="a run folder indexing Fashion-MNIST's 60,000 (bench/bench_retrieval.py makes it)")
+    parser.add_argument("--queries", type=int, default=500, help="further queries timed for the marginal cost")
     arguments = parser.parse_args()
     top_k, metric = 10, config.DEFAULTS.metric
+    if os.path.isfile(os.path.join(arguments.run, config.INDEX_FILE)):
+        report_marginal(arguments.run, arguments.queries)
+    else:
+        print(f"skipping the marginal cost: {arguments.run} has no index", file=sys.stderr)
     report_exact("search_60k", *real_features(arguments.model, metric), top_k)
     synthetic = synthetic_features(60_000)
     report_exact("search_60k_synthetic", synthetic, synthetic_features(1000, seed=1), top_k)

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from imsearch import InputError, duplicates, encoding, graph, image_folders, index, locations, ranking, runtime, safeio, vectors
+from imsearch import InputError, duplicates, encoding, graph, image_folders, index, indexing, locations, ranking, runtime, safeio, vectors
 
 # What a search returns when nothing else is asked for, as search.py's --top-k.
 TOP_K = 10
@@ -103,7 +103,7 @@ class Run:
     def update(self):
         """Index the indexed folder again, encoding only new and changed files, kept in the index's own form; an IndexingReport."""
         previous = index.load_index(self.index_path, self.encoder, safeio.sha256_of_file(self.model_path))
-        report = index.index_folder(
+        report = indexing.index_folder(
             self.encoder, previous.model_sha256, previous.dataset_dir, self.index_path, BATCH_SIZE, previous,
             histograms=previous.histograms, compact_above=2 if previous.compact else previous.count + 2 ** 40,
             approximate="always" if previous.approximate_metric else "never",

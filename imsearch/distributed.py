@@ -3,7 +3,7 @@
 import os
 import warnings
 
-from imsearch import InputError, console, image_folders, index, runtime
+from imsearch import InputError, console, image_folders, index, indexing, runtime
 
 
 def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_size, histograms, address="",
@@ -37,7 +37,7 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
         fitted = None
         if compact_above is not None and count >= max(compact_above, 2):
             encoder = runtime.open_encoder(model_path)  # Here first: the workers then find the export made.
-            fitted = index.projection_of_sample(encoder, dataset_dir, batch_size, histograms, compact_length)
+            fitted = indexing.projection_of_sample(encoder, dataset_dir, batch_size, histograms, compact_length)
         encode = ray.remote(encode_shard)
         arguments = (os.path.abspath(dataset_dir), os.path.abspath(model_path), model_sha256, batch_size, histograms, fitted)
         saved_shards = ray.get([encode.remote(*arguments, (number, workers)) for number in range(workers)])
@@ -58,6 +58,6 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
 def encode_shard(dataset_dir, model_path, model_sha256, batch_size, histograms, fitted, shard):
     """On a worker: the index of one shard of the folder (projected with fitted when given), as the plain dict shipped back."""
     encoder = runtime.open_encoder(model_path)
-    feature_index, _ = index.build_index(encoder, dataset_dir, model_sha256, batch_size, shard=shard, histograms=histograms,
+    feature_index, _ = indexing.build_index(encoder, dataset_dir, model_sha256, batch_size, shard=shard, histograms=histograms,
                                          fitted_projection=fitted)
     return feature_index.to_dict()

@@ -10,7 +10,7 @@ import pytest
 
 import index_dataset
 import search
-from imsearch import descriptors, graph, index, ranking, vectors
+from imsearch import descriptors, graph, index, indexing, ranking, vectors
 
 
 def run_search(capsys, model_path, index_paths, query, top_k=5, extra=()):
@@ -110,7 +110,7 @@ def test_approximate_index_is_written_used_and_checked(gray_model, gray_dataset,
 def test_fresh_index_records_what_update_compares(gray_index):
     # A fresh index takes sizes and mtimes from the reads themselves; they must equal what --update stats.
     saved = index.load_index(str(gray_index))
-    stamps = np.array([index.file_stamp(os.path.join(saved.dataset_dir, path)) for path in saved.paths])
+    stamps = np.array([indexing.file_stamp(os.path.join(saved.dataset_dir, path)) for path in saved.paths])
     assert np.array_equal(saved.stamps, stamps) and (stamps[:, 0] > 0).all()
 
 
