@@ -77,11 +77,11 @@ def real_quality(query_count):
     rows, similarities = timed("real_build_graph_approximately", lambda: ranking.approximate_neighbour_graph(approximate, database, graph.GRAPH_NEIGHBOURS))
     common.report("real_graph_recall", recall(rows, feature_index.neighbours), f"of the exact {graph.GRAPH_NEIGHBOURS} nearest (all 60,000 rows)")
     none = np.full(len(queries), -1)
-    exact_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
+    exact_graph = feature_index.diffusion_graph()
     exact_rows, _ = graph.rank_by_diffusion(queries, database, exact_graph, 10, none, mirrored)
     candidates, _ = ranking.nearer_of_mirrors(*ranking.search_approximate(approximate, np.concatenate([queries, mirrored]),
                                                                           ranking.DIFFUSION_CANDIDATES + 1), ranking.DIFFUSION_CANDIDATES + 1)
-    local_rows, _ = graph.rank_by_local_diffusion(queries, mirrored, database, graph.diffusion_graph_of(rows, similarities),
+    local_rows, _ = graph.rank_by_local_diffusion(queries, mirrored, database, graph.diffusion_graph_of(rows, similarities, "steps"),
                                                   candidates, 10, none)
     precision = lambda found: float((database_labels[found] == query_labels[:, None]).mean())  # noqa: E731
     common.report("real_exact_diffusion_p_at_10", precision(exact_rows), "exact graph, whole-graph diffusion")
@@ -134,7 +134,7 @@ def main():
     common.report("approximate_ms", seconds * 1000 / len(queries), "ms/query (IVF, one query per call)")
     common.report("approximate_recall_at_10", recall(approximate_rows, exact_rows), "vs exact cosine")
 
-    diffusion_graph = timed("load_diffusion_graph", lambda: graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities))
+    diffusion_graph = timed("load_diffusion_graph", lambda: feature_index.diffusion_graph())
     start = time.perf_counter()
     whole_rows, _ = graph.rank_by_diffusion(queries, database, diffusion_graph, top_k, none, queries)
     common.report("exact_diffusion_ms", (time.perf_counter() - start) * 1000 / len(queries), "ms/query (whole graph, batched)")

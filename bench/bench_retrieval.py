@@ -110,7 +110,7 @@ def table_rows(name, epochs, max_queries, index_flags=()):
         # The default as search ranks it: the index's own features (projected when compact) and graph.
         metrics = score(cosine_rows(feature_index.features), cosine_rows(feature_index.as_stored(queries)),
                         cosine_rows(feature_index.as_stored(mirrored)), database_labels, query_labels,
-                        graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities) if reranked else None)
+                        feature_index.diffusion_graph() if reranked else None)
         rows.append((default, reranked, metrics))
         print(f"{name}: {'diffusion' if reranked else 'cosine'} rows in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return rows, len(query_paths), len(database)

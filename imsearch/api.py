@@ -58,7 +58,7 @@ class Run:
         if self.approximate is not None and self.index.approximate_metric != "cosine":
             self.approximate = None
         self.index.features = vectors.postprocess_features(self.index.features, "cosine", in_place=True)
-        self.diffusion_graph = graph.diffusion_graph_of(self.index.neighbours, self.index.neighbour_similarities)
+        self.diffusion_graph = self.index.diffusion_graph()
 
     def search(self, queries, top_k=TOP_K, diffusion=True):
         """Per query, its hits nearest first; a query is an image file's path or an RGB or gray uint8 array.

@@ -1,4 +1,4 @@
-"""The nearest-neighbour graph of an index, and diffusion re-ranking over it (Iscen et al., CVPR 2017)."""
+"""The nearest-neighbour graph of an index, and diffusion re-ranking over it (Iscen et al., CVPR 2017 and 2018)."""
 
 import concurrent.futures
 import dataclasses
@@ -12,7 +12,14 @@ from imsearch import console, vectors
 GRAPH_NEIGHBOURS = 12
 DIFFUSION_SEEDS = 5
 DIFFUSION_ALPHA = 0.99
+# Conjugate-gradient steps of a diffusion over a graph without its spectrum (a query's candidates, at scale).
 DIFFUSION_STEPS = 20
+# Eigenvectors of the graph kept with an index, largest eigenvalues first: they carry the diffusion along the
+# graph's clusters, and two sparse steps from the seeds add what lies outside them (docs/performance.md).
+SPECTRUM_RANK = 256
+SPECTRUM_SPARSE_STEPS = 2
+# Up to this many rows the whole spectrum is computed, dense, and the diffusion is exact.
+DENSE_SPECTRUM_ROWS = 2000
 # Similarities are raised to this power so that weak links count for little.
 DIFFUSION_POWER = 3
 # Rows this close to a query by cosine distance are copies of it (resized ones, and most re-encoded ones): they
@@ -194,19 +201,32 @@ class DiffusionGraph:
 
     operator: object  # The normalised affinity D^-1/2 W D^-1/2, a symmetric (N, N) scipy CSR matrix.
     inverse_sqrt_degrees: np.ndarray  # D^-1/2 as (N,) float32: divides the bias towards well-linked rows out of the scores.
+    basis: np.ndarray | None = None  # (N, R) float32 leading eigenvectors of the operator, or None: solved by steps.
+    eigenvalues: np.ndarray | None = None  # (R,) float32, their eigenvalues.
 
 
-def diffusion_graph_of(neighbours, similarities):
+def diffusion_graph_of(neighbours, similarities, spectrum=None):
     """The DiffusionGraph of an index's (N, K) neighbour rows and similarities, or None when it has none.
 
     W links each row to its neighbours with weight similarity^DIFFUSION_POWER, made symmetric by averaging
     the two directions: a pair that lists each other keeps its full weight, a link listed by one row alone
     counts half, so a row many others list without being close to them gains less degree.
+    spectrum: (basis, eigenvalues) as spectrum_of gives them, kept with the index; None computes them here;
+    "steps" keeps none, and the diffusion runs by conjugate-gradient steps (indexes made before format 6).
     """
-    import scipy.sparse
-
     if neighbours is None or neighbours.size == 0:
         return None
+    operator, scale = affinity_operator(neighbours, similarities)
+    if isinstance(spectrum, str):
+        return DiffusionGraph(operator, scale)
+    basis, eigenvalues = spectrum_of(operator) if spectrum is None else spectrum
+    return DiffusionGraph(operator, scale, np.asarray(basis, np.float32), np.asarray(eigenvalues, np.float32))
+
+
+def affinity_operator(neighbours, similarities):
+    """(D^-1/2 W D^-1/2 as a float32 CSR matrix, D^-1/2) for the graph of (N, K) neighbour rows and similarities."""
+    import scipy.sparse
+
     count = len(neighbours)
     weights = np.maximum(similarities, 0.0).ravel() ** DIFFUSION_POWER
     affinity = scipy.sparse.csr_matrix((weights, (np.repeat(np.arange(count), neighbours.shape[1]), neighbours.ravel())),
@@ -214,13 +234,29 @@ def diffusion_graph_of(neighbours, similarities):
     affinity = (affinity + affinity.T) / 2
     scale = (1.0 / np.sqrt(np.maximum(np.asarray(affinity.sum(axis=1)).ravel(), 1e-12))).astype(np.float32)
     operator = (scipy.sparse.diags(scale) @ affinity @ scipy.sparse.diags(scale)).tocsr().astype(np.float32)
-    return DiffusionGraph(operator, scale)
+    return operator, scale
+
+
+def spectrum_of(operator):
+    """(basis, eigenvalues): the operator's SPECTRUM_RANK leading eigenvectors, (N, R) float32 of float16 precision,
+    as an index stores them, and (R,) float32 eigenvalues; the whole spectrum up to DENSE_SPECTRUM_ROWS rows."""
+    import scipy.sparse.linalg
+
+    count = operator.shape[0]
+    if count <= max(DENSE_SPECTRUM_ROWS, SPECTRUM_RANK + 2):
+        eigenvalues, basis = np.linalg.eigh(operator.toarray().astype(np.float64))
+    else:
+        console.log(f"finding the {SPECTRUM_RANK} leading eigenvectors of the graph of {count} images")
+        # A tolerance of 1e-4 ranks as well as machine precision does, in a fraction of the time.
+        eigenvalues, basis = scipy.sparse.linalg.eigsh(operator.astype(np.float64), k=SPECTRUM_RANK, which="LA", tol=1e-4,
+                                                       v0=np.full(count, count**-0.5))
+    return basis.astype(np.float16).astype(np.float32), eigenvalues.astype(np.float32)
 
 
 def diffusion_distances(diffusion_graph, similarities):
     """Diffusion distances (B, N), lower is better, for (B, N) cosine similarities (-inf for excluded rows).
 
-    Each query seeds its DIFFUSION_SEEDS most similar rows; conjugate gradients solve (I - alpha S) f = seeds,
+    Each query seeds its DIFFUSION_SEEDS most similar rows, and f = (I - alpha S)^-1 seeds (diffusion_scores),
     so rows well connected to the seeds through the graph score high. With alpha near 1, f leans towards
     S's leading eigenvector, D^1/2 1, whatever the query: dividing f by D^1/2 removes that lean, without
     which a row with many strong links comes first for most queries of a folder of unrelated photos.
@@ -230,12 +266,50 @@ def diffusion_distances(diffusion_graph, similarities):
     NEAR_COPY_DISTANCE for its best-connected row to 1 for rows the diffusion does not reach, which the
     cosine similarity orders among themselves. Excluded rows are at infinite distance.
     """
-    operator = diffusion_graph.operator
-    seeds = min(DIFFUSION_SEEDS, similarities.shape[1])
+    import scipy.sparse
+
+    count = similarities.shape[1]
+    seeds = min(DIFFUSION_SEEDS, count)
     nearest = np.argpartition(-similarities, seeds - 1, axis=1)[:, :seeds]
-    seeded = np.zeros_like(similarities)
-    np.put_along_axis(seeded, nearest, np.maximum(np.take_along_axis(similarities, nearest, axis=1), 0.0) ** DIFFUSION_POWER, axis=1)
-    seeded = np.ascontiguousarray(seeded.T)  # (N, B): one column per query.
+    weights = np.maximum(np.take_along_axis(similarities, nearest, axis=1), 0.0) ** DIFFUSION_POWER
+    seeded = scipy.sparse.csr_matrix((weights.ravel(), nearest.ravel(), np.arange(0, weights.size + 1, seeds)),
+                                     shape=similarities.shape, dtype=np.float32)
+    scores = diffusion_scores(diffusion_graph, seeded) * diffusion_graph.inverse_sqrt_degrees
+    near = similarities >= 1.0 - NEAR_COPY_DISTANCE
+    best = np.where(near | np.isinf(similarities), -np.inf, scores).max(axis=1, keepdims=True, initial=-np.inf)
+    relative = np.clip(scores / np.maximum(best, 1e-30), 0.0, 1.0)
+    # A millionth of the share goes to the cosine similarity, which orders the rows diffusion leaves at 0.
+    relative = (1.0 - 1e-6) * relative + 1e-6 * (1.0 + np.clip(similarities, -1.0, 1.0)) / 2
+    distances = NEAR_COPY_DISTANCE + (1.0 - NEAR_COPY_DISTANCE) * (1.0 - relative)
+    distances = np.where(near, np.maximum(1.0 - similarities, 0.0), distances)
+    return np.where(np.isinf(similarities), np.inf, distances).astype(np.float32)
+
+
+def diffusion_scores(diffusion_graph, seeded):
+    """f = (I - alpha S)^-1 y, (B, N), for each row y of the (B, N) sparse seeds: spectral when the graph has its spectrum.
+
+    With S's leading eigenvectors U and eigenvalues L, (I - alpha S)^-1 = U (1 - alpha L)^-1 U' on their span,
+    exact when U is the whole spectrum; the rest, where the eigenvalues are smaller, is approximated by the
+    first terms of its series, (I - U U') (I + alpha S + (alpha S)^2) y (Iscen et al., CVPR 2018). Without a
+    spectrum, conjugate gradients solve the system in DIFFUSION_STEPS steps.
+    """
+    if diffusion_graph.basis is None:
+        return solve_by_conjugate_gradients(diffusion_graph.operator, seeded.toarray().T).T
+    basis = diffusion_graph.basis
+    series, term = seeded, seeded
+    for _ in range(SPECTRUM_SPARSE_STEPS):
+        term = (term @ diffusion_graph.operator) * np.float32(DIFFUSION_ALPHA)
+        series = series + term
+    gains = (1.0 / (1.0 - DIFFUSION_ALPHA * diffusion_graph.eigenvalues)).astype(np.float32)
+    coefficients = np.asarray(seeded @ basis) * gains - np.asarray(series @ basis)
+    scores = coefficients @ basis.T
+    scores += series.toarray()
+    return scores
+
+
+def solve_by_conjugate_gradients(operator, seeded):
+    """(N, B) solutions f of (I - alpha operator) f = seeded for the (N, B) dense seeds, by DIFFUSION_STEPS steps."""
+    seeded = np.ascontiguousarray(seeded, dtype=np.float32)
     scores, residual = np.zeros_like(seeded), seeded.copy()
     direction, residual_norms = residual.copy(), np.einsum("ij,ij->j", residual, residual)
     for _ in range(DIFFUSION_STEPS):
@@ -246,15 +320,7 @@ def diffusion_distances(diffusion_graph, similarities):
         new_norms = np.einsum("ij,ij->j", residual, residual)
         direction = residual + (new_norms / np.maximum(residual_norms, 1e-20)) * direction
         residual_norms = new_norms
-    scores = scores.T * diffusion_graph.inverse_sqrt_degrees
-    near = similarities >= 1.0 - NEAR_COPY_DISTANCE
-    best = np.where(near | np.isinf(similarities), -np.inf, scores).max(axis=1, keepdims=True, initial=-np.inf)
-    relative = np.clip(scores / np.maximum(best, 1e-30), 0.0, 1.0)
-    # A millionth of the share goes to the cosine similarity, which orders the rows diffusion leaves at 0.
-    relative = (1.0 - 1e-6) * relative + 1e-6 * (1.0 + np.clip(similarities, -1.0, 1.0)) / 2
-    distances = NEAR_COPY_DISTANCE + (1.0 - NEAR_COPY_DISTANCE) * (1.0 - relative)
-    distances = np.where(near, np.maximum(1.0 - similarities, 0.0), distances)
-    return np.where(np.isinf(similarities), np.inf, distances).astype(np.float32)
+    return scores
 
 
 def rank_by_diffusion(query_features, database_features, diffusion_graph, top_k, exclude, mirrored_features=None):

@@ -6,11 +6,12 @@ import os
 
 import numpy as np
 
-from imsearch import InputError, console, encoding, locations, projection, safeio
+from imsearch import InputError, console, encoding, graph, locations, projection, safeio
 
-FORMAT_VERSION = 5
-# Format 4 differs only in float32 features and no projection fields, so it is read as it is.
-READABLE_VERSIONS = (4, 5)
+FORMAT_VERSION = 6
+# Format 4 differs only in float32 features and no projection fields, format 5 in no spectrum of the graph (its
+# diffusion then runs by conjugate-gradient steps), so both are read as they are.
+READABLE_VERSIONS = (4, 5, 6)
 METRICS = ("euclidean", "cosine")
 
 
@@ -42,13 +43,15 @@ class FeatureIndex:
     approximate_sha256: str | None = None  # Its SHA-256, so a mismatched pair is recognised.
     projection_mean: np.ndarray | None = None  # (D,) float32: a compact index's features are (x - mean) @ basis.
     projection_basis: np.ndarray | None = None  # (D, P) float32.
+    diffusion_basis: np.ndarray | None = None  # (N, R) float32 of float16 precision: the graph's leading eigenvectors.
+    diffusion_eigenvalues: np.ndarray | None = None  # (R,) float32, their eigenvalues (graph.spectrum_of).
 
     def __post_init__(self):
         if isinstance(self.stamps, np.ndarray) and self.stamps.dtype.kind == "i":
             self.stamps = self.stamps.astype(np.int64, copy=False)
         if isinstance(self.features, np.ndarray) and self.features.dtype.kind == "f":
             self.features = self.features.astype(np.float32, copy=False)
-        for name in ("projection_mean", "projection_basis"):
+        for name in ("projection_mean", "projection_basis", "diffusion_basis", "diffusion_eigenvalues"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray) and value.dtype.kind == "f":
                 setattr(self, name, value.astype(np.float32, copy=False))
@@ -78,6 +81,7 @@ class FeatureIndex:
              "unknown approximate_metric"),
             (self.approximate_sha256 is None or isinstance(self.approximate_sha256, str), "approximate_sha256 is not a string"),
             (self.projection_problem() is None, self.projection_problem()),
+            (self.spectrum_problem() is None, self.spectrum_problem()),
         )
         return next((message for ok, message in checks if not ok), None)
 
@@ -106,6 +110,24 @@ class FeatureIndex:
         )
         return None if well_formed else "projection does not match its features"
 
+    def spectrum_problem(self):
+        """What is wrong with the graph's spectrum, or None when it is absent or an (N, R) basis and (R,) eigenvalues beside a graph."""
+        basis, eigenvalues = self.diffusion_basis, self.diffusion_eigenvalues
+        if basis is None and eigenvalues is None:
+            return None
+        count = len(self.paths) if isinstance(self.paths, list) else -1
+        well_formed = (
+            isinstance(basis, np.ndarray) and isinstance(eigenvalues, np.ndarray) and self.neighbours is not None
+            and basis.dtype == np.float32 and eigenvalues.dtype == np.float32 and eigenvalues.ndim == 1
+            and basis.shape == (count, len(eigenvalues)) and bool(np.isfinite(eigenvalues).all())
+        )
+        return None if well_formed else "the graph's spectrum does not match its graph"
+
+    def diffusion_graph(self):
+        """The graph.DiffusionGraph of the index's neighbour graph, with its spectrum when it keeps one; None without a graph."""
+        spectrum = "steps" if self.diffusion_basis is None else (self.diffusion_basis, self.diffusion_eigenvalues)
+        return graph.diffusion_graph_of(self.neighbours, self.neighbour_similarities, spectrum)
+
     @property
     def compact(self):
         """Whether the features are stored projected."""
@@ -127,7 +149,8 @@ class FeatureIndex:
     def to_dict(self):
         """The fields as the plain dict that is pickled, features in float16 (no copy of the other arrays)."""
         fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        return {"format_version": FORMAT_VERSION} | fields | {"features": self.features.astype(np.float16)}
+        spectrum = {} if self.diffusion_basis is None else {"diffusion_basis": self.diffusion_basis.astype(np.float16)}
+        return {"format_version": FORMAT_VERSION} | fields | {"features": self.features.astype(np.float16)} | spectrum
 
     @classmethod
     def from_dict(cls, saved):

@@ -139,7 +139,8 @@ def compacted(feature_index, compact_above, length):
 
 
 def with_neighbour_graph(feature_index, previous=None, approximate=None):
-    """(the index with each row's nearest neighbours by cosine similarity, for diffusion; rows linked anew).
+    """(the index with each row's nearest neighbours by cosine similarity and, for an exact graph, its spectrum,
+    for diffusion; rows linked anew).
 
     previous: the index this one updates; its graph is reused for the rows it holds unchanged.
     approximate: a faiss index over the unit-length features (cosine); when given, a graph built anew is
@@ -168,7 +169,12 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
         )
         if relinked < count:
             console.log(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index")
-    return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities), relinked
+    basis = eigenvalues = None
+    if approximate is None and rows.size:
+        # Search diffuses over the spectrum of an exact graph; one found approximately serves local diffusion only.
+        basis, eigenvalues = graph.spectrum_of(graph.affinity_operator(rows, similarities)[0])
+    return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities, diffusion_basis=basis,
+                               diffusion_eigenvalues=eigenvalues), relinked
 
 
 def projection_of_sample(encoder, dataset_dir, batch_size, histograms, length, seed=0):

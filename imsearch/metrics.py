@@ -137,7 +137,7 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     database_labels = feature_index.labels
     diffusion_graph = None
     if diffusion and metric == "cosine":
-        diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
+        diffusion_graph = feature_index.diffusion_graph()
     results = {"autoencoder": retrieval_metrics(
         vectors.postprocess_features(feature_index.as_stored(query_features), metric), query_labels,
         vectors.postprocess_features(feature_index.features, metric), database_labels, exclude, diffusion_graph=diffusion_graph,

@@ -79,7 +79,7 @@ def search_batches(encoder, feature_index, query_paths, top_k, metric, batch_siz
     top_k = min(top_k, feature_index.count)  # No more hits than rows: --top-k 3000000 allocates nothing for them.
     diffusion_graph = None
     if diffusion and metric == "cosine":
-        diffusion_graph = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
+        diffusion_graph = feature_index.diffusion_graph()
     if approximate is not None and metric != feature_index.approximate_metric:
         approximate = None
     if approximate is None and diffusion and metric == "cosine" and diffusion_graph is None and feature_index.count > 1:

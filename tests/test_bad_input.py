@@ -134,7 +134,7 @@ def test_keras_file_that_is_a_zip_of_junk(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda saved: saved | {"format_version": 0}, "index format 0, expected 5"),
+    (lambda saved: saved | {"format_version": 0}, f"index format 0, expected {index.FORMAT_VERSION}"),
     (lambda saved: [saved], "not an index of this suite"),
     (lambda saved: {key: value for key, value in saved.items() if key != "paths"}, "not an index of this suite"),
     (lambda saved: saved | {"unknown": 1}, "not an index of this suite"),
@@ -143,6 +143,8 @@ def test_keras_file_that_is_a_zip_of_junk(tmp_path, capsys):
     (lambda saved: saved | {"stamps": saved["stamps"].tolist()}, "stamps do not match its paths"),
     (lambda saved: saved | {"neighbours": saved["neighbours"] + 100}, "neighbour graph does not match its paths"),
     (lambda saved: saved | {"approximate_metric": np.array(["cosine"])}, "unknown approximate_metric"),
+    (lambda saved: saved | {"diffusion_basis": saved["diffusion_basis"][:3]}, "the graph's spectrum does not match its graph"),
+    (lambda saved: saved | {"diffusion_eigenvalues": saved["diffusion_eigenvalues"] * np.nan}, "the graph's spectrum does not match"),
 ])
 def test_malformed_index(change, message, gray_model, gray_index, tmp_path, capsys):
     with open(gray_index, "rb") as file:

@@ -254,7 +254,8 @@ def test_approximate_graph_probing_every_list_is_the_exact_graph():
 
 def test_local_diffusion_over_every_row_is_the_whole_diffusion_and_truncates_to_its_candidates():
     database = two_chains()
-    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3))
+    # Local diffusion runs by conjugate-gradient steps: compared with the whole graph diffused the same way.
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3), "steps")
     queries = unit(np.array([[1.0, -0.1, 0.9], [0.0, 0.3, 1.0]], dtype=np.float32))
     exclude = np.array([-1, 25])
     expected = graph.rank_by_diffusion(queries, database, diffusion_graph, 12, exclude, queries)
@@ -266,3 +267,43 @@ def test_local_diffusion_over_every_row_is_the_whole_diffusion_and_truncates_to_
     rows, distances = graph.rank_by_local_diffusion(queries, queries, database, diffusion_graph, few, 6, exclude)
     assert sorted(rows[0, :4].tolist()) == [0, 1, 2, 3] and (rows[0, 4:] == -1).all() and np.isinf(distances[0, 4:]).all()
     assert sorted(rows[1, :4].tolist()) == [21, 22, 23, 30] and 25 not in rows[1]
+
+
+def exact_diffusion(diffusion_graph, seeded):
+    """(I - alpha S)^-1 y for each row y of the dense (B, N) seeds, by a direct sparse solve."""
+    import scipy.sparse
+    import scipy.sparse.linalg
+
+    system = scipy.sparse.identity(seeded.shape[1], format="csc") - graph.DIFFUSION_ALPHA * diffusion_graph.operator.astype(np.float64).tocsc()
+    return scipy.sparse.linalg.spsolve(system, seeded.T.astype(np.float64)).T
+
+
+def seeds_of(diffusion_graph, rows):
+    import scipy.sparse
+
+    seeded = np.zeros((len(rows), diffusion_graph.operator.shape[0]), dtype=np.float32)
+    seeded[np.arange(len(rows)), rows] = 1.0
+    return scipy.sparse.csr_matrix(seeded)
+
+
+def test_diffusion_over_the_whole_spectrum_solves_the_system():
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(two_chains(), neighbours=3))
+    assert diffusion_graph.basis.shape == (40, 40)  # A small graph keeps its whole spectrum.
+    seeded = seeds_of(diffusion_graph, [0, 17, 33])
+    scores, exact = graph.diffusion_scores(diffusion_graph, seeded), exact_diffusion(diffusion_graph, seeded.toarray())
+    assert np.abs(scores - exact).max() < 1e-2 * np.abs(exact).max()
+
+
+def test_diffusion_over_the_leading_spectrum_ranks_as_the_solved_system(monkeypatch):
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(12, 16))
+    features = unit((centres[rng.integers(0, 12, 900)] + 0.6 * rng.normal(size=(900, 16))).astype(np.float32))
+    monkeypatch.setattr(graph, "DENSE_SPECTRUM_ROWS", 100)
+    monkeypatch.setattr(graph, "SPECTRUM_RANK", 60)
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(features))
+    assert diffusion_graph.basis.shape == (900, 60) and (np.diff(diffusion_graph.eigenvalues) >= -1e-6).all()
+    seeded = seeds_of(diffusion_graph, np.arange(0, 900, 30))
+    top = lambda scores: np.argsort(-scores, axis=1)[:, :10]  # noqa: E731
+    found, expected = top(graph.diffusion_scores(diffusion_graph, seeded)), top(exact_diffusion(diffusion_graph, seeded.toarray()))
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, expected)])
+    assert overlap >= 0.9
