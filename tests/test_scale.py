@@ -62,6 +62,11 @@ def assert_graph_as_fresh(updated, folder, model_path, tmp_path):
     unit_features = vectors.postprocess_features(updated.features, "cosine")
     listed = np.einsum("ij,ikj->ik", unit_features, unit_features[updated.neighbours])
     assert np.allclose(listed, updated.neighbour_similarities, atol=1e-5)
+    # The spectrum is the updated graph's own: eigenvectors of its operator, with their eigenvalues.
+    operator = updated.diffusion_graph().operator
+    assert updated.diffusion_basis.shape == (updated.count, updated.count)  # A small index keeps every eigenvector.
+    residual = operator @ updated.diffusion_basis - updated.diffusion_basis * updated.diffusion_eigenvalues
+    assert np.abs(residual).max() < 1e-2
 
 
 def test_update_links_a_new_image_without_rebuilding_the_graph(gray_model, gray_dataset, tmp_path, capsys):
