@@ -15,11 +15,11 @@ DIFFUSION_ALPHA = 0.99
 # Conjugate-gradient steps of a diffusion over a graph without its spectrum (a query's candidates, at scale).
 DIFFUSION_STEPS = 20
 # Eigenvectors of the graph kept with an index, largest eigenvalues first: they carry the diffusion along the
-# graph's clusters, and two sparse steps from the seeds add what lies outside them (docs/performance.md).
+# graph's clusters, and two sparse steps from the seeds add what lies outside them (docs/design.md).
 SPECTRUM_RANK = 256
 SPECTRUM_SPARSE_STEPS = 2
-# Up to this many rows the whole spectrum is computed, dense, and the diffusion is exact.
-DENSE_SPECTRUM_ROWS = 2000
+# Below this many rows conjugate gradients over the whole graph cost little: an index keeps no spectrum.
+SPECTRUM_MIN_ROWS = 2000
 # Similarities are raised to this power so that weak links count for little.
 DIFFUSION_POWER = 3
 # Rows this close to a query by cosine distance are copies of it (resized ones, and most re-encoded ones): they
@@ -211,15 +211,17 @@ def diffusion_graph_of(neighbours, similarities, spectrum=None):
     W links each row to its neighbours with weight similarity^DIFFUSION_POWER, made symmetric by averaging
     the two directions: a pair that lists each other keeps its full weight, a link listed by one row alone
     counts half, so a row many others list without being close to them gains less degree.
-    spectrum: (basis, eigenvalues) as spectrum_of gives them, kept with the index; None computes them here;
-    "steps" keeps none, and the diffusion runs by conjugate-gradient steps (indexes made before format 6).
+    spectrum: (basis, eigenvalues) as spectrum_of gives them, kept with the index; None computes them here
+    from SPECTRUM_MIN_ROWS rows; "steps" keeps none, and the diffusion runs by conjugate-gradient steps.
     """
     if neighbours is None or neighbours.size == 0:
         return None
     operator, scale = affinity_operator(neighbours, similarities)
-    if isinstance(spectrum, str):
+    if spectrum is None and len(neighbours) >= SPECTRUM_MIN_ROWS:
+        spectrum = spectrum_of(operator)
+    if spectrum is None or isinstance(spectrum, str):
         return DiffusionGraph(operator, scale)
-    basis, eigenvalues = spectrum_of(operator) if spectrum is None else spectrum
+    basis, eigenvalues = spectrum
     return DiffusionGraph(operator, scale, np.asarray(basis, np.float32), np.asarray(eigenvalues, np.float32))
 
 
@@ -239,18 +241,16 @@ def affinity_operator(neighbours, similarities):
 
 
 def spectrum_of(operator):
-    """(basis, eigenvalues): the operator's SPECTRUM_RANK leading eigenvectors, (N, R) float32 of float16 precision,
-    as an index stores them, and (R,) float32 eigenvalues; the whole spectrum up to DENSE_SPECTRUM_ROWS rows."""
+    """(basis, eigenvalues): the operator's SPECTRUM_RANK leading eigenvectors (fewer for a small graph), (N, R)
+    float32 of float16 precision as an index stores them, and their (R,) float32 eigenvalues."""
     import scipy.sparse.linalg
 
     count = operator.shape[0]
-    if count <= max(DENSE_SPECTRUM_ROWS, SPECTRUM_RANK + 2):
-        eigenvalues, basis = np.linalg.eigh(operator.toarray().astype(np.float64))
-    else:
-        console.log(f"finding the {SPECTRUM_RANK} leading eigenvectors of the graph of {count} images")
-        # A tolerance of 1e-4 ranks as well as machine precision does, in a fraction of the time.
-        eigenvalues, basis = scipy.sparse.linalg.eigsh(operator.astype(np.float64), k=SPECTRUM_RANK, which="LA", tol=1e-4,
-                                                       v0=np.full(count, count**-0.5))
+    rank = min(SPECTRUM_RANK, count - 2)
+    console.log(f"finding the {rank} leading eigenvectors of the graph of {count} images")
+    # A tolerance of 1e-4 ranks as well as machine precision does, in a fraction of the time.
+    eigenvalues, basis = scipy.sparse.linalg.eigsh(operator.astype(np.float64), k=rank, which="LA", tol=1e-4,
+                                                   v0=np.full(count, count**-0.5))
     return basis.astype(np.float16).astype(np.float32), eigenvalues.astype(np.float32)
 
 
@@ -305,7 +305,7 @@ def diffusion_scores(diffusion_graph, seeded):
     With S's leading eigenvectors U and eigenvalues L, (I - alpha S)^-1 = U (1 - alpha L)^-1 U' on their span,
     exact when U is the whole spectrum; the rest, where the eigenvalues are smaller, is approximated by the
     first terms of its series, (I - U U') (I + alpha S + (alpha S)^2) y (Iscen et al., CVPR 2018). Without a
-    spectrum, conjugate gradients solve the system in DIFFUSION_STEPS steps.
+    spectrum (a small graph, a query's candidates), conjugate gradients solve it in DIFFUSION_STEPS steps.
     """
     if diffusion_graph.basis is None:
         return solve_by_conjugate_gradients(diffusion_graph.operator, seeded.toarray().T).T

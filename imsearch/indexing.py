@@ -170,8 +170,8 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
         if relinked < count:
             console.log(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index")
     basis = eigenvalues = None
-    if approximate is None and rows.size:
-        # Search diffuses over the spectrum of an exact graph; one found approximately serves local diffusion only.
+    if approximate is None and count >= graph.SPECTRUM_MIN_ROWS:
+        # Search diffuses over the spectrum of a large exact graph; one found approximately serves local diffusion only.
         basis, eigenvalues = graph.spectrum_of(graph.affinity_operator(rows, similarities)[0])
     return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities, diffusion_basis=basis,
                                diffusion_eigenvalues=eigenvalues), relinked

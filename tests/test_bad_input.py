@@ -143,8 +143,10 @@ def test_keras_file_that_is_a_zip_of_junk(tmp_path, capsys):
     (lambda saved: saved | {"stamps": saved["stamps"].tolist()}, "stamps do not match its paths"),
     (lambda saved: saved | {"neighbours": saved["neighbours"] + 100}, "neighbour graph does not match its paths"),
     (lambda saved: saved | {"approximate_metric": np.array(["cosine"])}, "unknown approximate_metric"),
-    (lambda saved: saved | {"diffusion_basis": saved["diffusion_basis"][:3]}, "the graph's spectrum does not match its graph"),
-    (lambda saved: saved | {"diffusion_eigenvalues": saved["diffusion_eigenvalues"] * np.nan}, "the graph's spectrum does not match"),
+    (lambda saved: saved | {"diffusion_basis": np.zeros((3, 4), np.float16), "diffusion_eigenvalues": np.ones(4, np.float32)},
+     "the graph's spectrum does not match its graph"),
+    (lambda saved: saved | {"diffusion_basis": np.zeros((len(saved["paths"]), 4), np.float16),
+                            "diffusion_eigenvalues": np.full(4, np.nan, np.float32)}, "the graph's spectrum does not match"),
 ])
 def test_malformed_index(change, message, gray_model, gray_index, tmp_path, capsys):
     with open(gray_index, "rb") as file:
