@@ -5,16 +5,19 @@ what each further query costs search.py on the 60,000-image Fashion-MNIST run wi
 """
 
 import argparse
+import dataclasses
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 import common
 import config
-from imsearch import encoding, model, ranking, vectors
+from imsearch import encoding, index, model, ranking, vectors
 
 FASHION_TEST_DIR = "dataset/fashion-mnist/test"
 
@@ -86,8 +89,17 @@ def report_approximate(count, top_k):
 
 
 def report_marginal(run_folder, queries, repeats=3):
-    """search.py on run_folder with one query and with 1 + `queries`: the seconds each further query adds."""
+    """search.py on run_folder with one query and with 1 + `queries`: the seconds each further query adds.
+
+    Also on a copy of the index without the graph's spectrum, diffused by conjugate gradients as before.
+    """
     paths = common.real_image_paths(queries + 1, FASHION_TEST_DIR)
+    run_folder = os.path.abspath(run_folder)
+    steps_folder = tempfile.mkdtemp()
+    with_spectrum = index.load_index(os.path.join(run_folder, config.INDEX_FILE))
+    index.save_index(dataclasses.replace(with_spectrum, diffusion_basis=None, diffusion_eigenvalues=None),
+                     os.path.join(steps_folder, config.INDEX_FILE))
+    steps_flags = ["--index", os.path.join(steps_folder, config.INDEX_FILE)]
 
     def seconds(count, flags):
         text = "\n".join(paths[:count]) + "\n"
@@ -95,11 +107,12 @@ def report_marginal(run_folder, queries, repeats=3):
         return common.median_seconds(lambda: subprocess.run(argv, cwd=common.REPOSITORY_DIR, input=text, text=True, check=True,
                                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), repeats)
 
-    for name, flags in (("diffusion", []), ("cosine", ["--no-diffusion"])):
+    for name, flags in (("diffusion", []), ("diffusion_steps", steps_flags), ("cosine", ["--no-diffusion"])):
         one, many = seconds(1, flags), seconds(queries + 1, flags)
         common.report(f"search_60k_{name}_first_query_s", one, "s (search.py start to end, one query)")
         common.report(f"search_60k_{name}_marginal_ms", (many - one) * 1000 / queries,
                       f"ms/query (each of {queries} further queries{'; target <= 2' if not flags else ''})")
+    shutil.rmtree(steps_folder)
 
 
 def main():
@@ -109,12 +122,15 @@ def main():
     parser.add_argument("--run", default=os.path.join("output", "bench", "fashion-mnist"),
                         help="a run folder indexing Fashion-MNIST's 60,000 (bench/bench_retrieval.py makes it)")
     parser.add_argument("--queries", type=int, default=500, help="further queries timed for the marginal cost")
+    parser.add_argument("--marginal-only", action="store_true", help="only the marginal cost on --run")
     arguments = parser.parse_args()
     top_k, metric = 10, config.DEFAULTS.metric
     if os.path.isfile(os.path.join(arguments.run, config.INDEX_FILE)):
         report_marginal(arguments.run, arguments.queries)
     else:
         print(f"skipping the marginal cost: {arguments.run} has no index", file=sys.stderr)
+    if arguments.marginal_only:
+        return
     report_exact("search_60k", *real_features(arguments.model, metric), top_k)
     synthetic = synthetic_features(60_000)
     report_exact("search_60k_synthetic", synthetic, synthetic_features(1000, seed=1), top_k)
