@@ -15,8 +15,9 @@ DIFFUSION_ALPHA = 0.99
 # Conjugate-gradient steps of a diffusion over a graph without its spectrum (a query's candidates, at scale).
 DIFFUSION_STEPS = 20
 # Eigenvectors of the graph kept with an index, largest eigenvalues first: they carry the diffusion along the
-# graph's clusters, and two sparse steps from the seeds add what lies outside them (docs/design.md).
-SPECTRUM_RANK = 256
+# graph's clusters, and two sparse steps from the seeds add what lies outside them. 512 are the fewest that rank
+# Fashion-MNIST as conjugate gradients do (docs/performance.md).
+SPECTRUM_RANK = 512
 SPECTRUM_SPARSE_STEPS = 2
 # Below this many rows conjugate gradients over the whole graph cost little: an index keeps no spectrum.
 SPECTRUM_MIN_ROWS = 2000
