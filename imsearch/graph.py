@@ -219,7 +219,7 @@ def diffusion_graph_of(neighbours, similarities, spectrum=None):
         return None
     operator, scale = affinity_operator(neighbours, similarities)
     if spectrum is None and len(neighbours) >= SPECTRUM_MIN_ROWS:
-        spectrum = spectrum_of(operator)
+        spectrum = spectrum_of(operator)  # None when not found.
     if spectrum is None or isinstance(spectrum, str):
         return DiffusionGraph(operator, scale)
     basis, eigenvalues = spectrum
@@ -243,15 +243,20 @@ def affinity_operator(neighbours, similarities):
 
 def spectrum_of(operator):
     """(basis, eigenvalues): the operator's SPECTRUM_RANK leading eigenvectors (fewer for a small graph), (N, R)
-    float32 of float16 precision as an index stores them, and their (R,) float32 eigenvalues."""
+    float32 of float16 precision as an index stores them, and their (R,) float32 eigenvalues; None, with a
+    warning, when they are not found (diffusion then runs by conjugate gradients)."""
     import scipy.sparse.linalg
 
     count = operator.shape[0]
     rank = min(SPECTRUM_RANK, count - 2)
     console.log(f"finding the {rank} leading eigenvectors of the graph of {count} images")
     # A tolerance of 1e-4 ranks as well as machine precision does, in a fraction of the time.
-    eigenvalues, basis = scipy.sparse.linalg.eigsh(operator.astype(np.float64), k=rank, which="LA", tol=1e-4,
-                                                   v0=np.full(count, count**-0.5))
+    try:
+        eigenvalues, basis = scipy.sparse.linalg.eigsh(operator.astype(np.float64), k=rank, which="LA", tol=1e-4,
+                                                       v0=np.full(count, count**-0.5))
+    except scipy.sparse.linalg.ArpackError as problem:
+        console.warn(f"the graph's eigenvectors were not found ({problem}); search will diffuse by conjugate gradients")
+        return None
     return basis.astype(np.float16).astype(np.float32), eigenvalues.astype(np.float32)
 
 

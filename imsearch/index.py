@@ -116,10 +116,13 @@ class FeatureIndex:
         if basis is None and eigenvalues is None:
             return None
         count = len(self.paths) if isinstance(self.paths, list) else -1
+        # Eigenvalues of D^-1/2 W D^-1/2 lie in [-1, 1]; from 1 / alpha on, (1 - alpha lambda)^-1 would blow up.
         well_formed = (
-            isinstance(basis, np.ndarray) and isinstance(eigenvalues, np.ndarray) and self.neighbours is not None
+            isinstance(basis, np.ndarray) and isinstance(eigenvalues, np.ndarray)
+            and isinstance(self.neighbours, np.ndarray) and self.neighbours.size > 0
             and basis.dtype == np.float32 and eigenvalues.dtype == np.float32 and eigenvalues.ndim == 1
-            and basis.shape == (count, len(eigenvalues)) and bool(np.isfinite(eigenvalues).all())
+            and basis.shape == (count, len(eigenvalues)) and 0 < len(eigenvalues) < count
+            and bool(np.isfinite(basis).all()) and bool((np.abs(eigenvalues) <= 1.001).all())
         )
         return None if well_formed else "the graph's spectrum does not match its graph"
 
@@ -262,6 +265,7 @@ def merge_indexes(indexes, index_paths):
         stamps=np.concatenate([shard.stamps for shard in indexes])[order],
         features=np.concatenate([shard.features for shard in indexes])[order],
         shard=None, neighbours=None, neighbour_similarities=None, approximate_metric=None, approximate_sha256=None,
+        diffusion_basis=None, diffusion_eigenvalues=None,
     )
 
 

@@ -172,7 +172,7 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
     basis = eigenvalues = None
     if approximate is None and count >= graph.SPECTRUM_MIN_ROWS:
         # Search diffuses over the spectrum of a large exact graph; one found approximately serves local diffusion only.
-        basis, eigenvalues = graph.spectrum_of(graph.affinity_operator(rows, similarities)[0])
+        basis, eigenvalues = graph.spectrum_of(graph.affinity_operator(rows, similarities)[0]) or (None, None)
     return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities, diffusion_basis=basis,
                                diffusion_eigenvalues=eigenvalues), relinked
 

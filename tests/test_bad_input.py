@@ -147,6 +147,8 @@ def test_keras_file_that_is_a_zip_of_junk(tmp_path, capsys):
      "the graph's spectrum does not match its graph"),
     (lambda saved: saved | {"diffusion_basis": np.zeros((len(saved["paths"]), 4), np.float16),
                             "diffusion_eigenvalues": np.full(4, np.nan, np.float32)}, "the graph's spectrum does not match"),
+    (lambda saved: saved | {"diffusion_basis": np.zeros((len(saved["paths"]), 4), np.float16),
+                            "diffusion_eigenvalues": np.full(4, 1.5, np.float32)}, "the graph's spectrum does not match"),
 ])
 def test_malformed_index(change, message, gray_model, gray_index, tmp_path, capsys):
     with open(gray_index, "rb") as file:

@@ -307,3 +307,15 @@ def test_diffusion_over_the_leading_spectrum_ranks_as_the_solved_system(monkeypa
     found, expected = top(graph.diffusion_scores(diffusion_graph, seeded)), top(exact_diffusion(diffusion_graph, seeded.toarray()))
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, expected)])
     assert overlap >= 0.9
+
+
+def test_eigenvectors_not_found_leave_the_diffusion_to_conjugate_gradients(monkeypatch, capsys):
+    import scipy.sparse.linalg
+
+    def fails(*arguments, **keywords):
+        raise scipy.sparse.linalg.ArpackNoConvergence("no convergence", np.zeros(0), np.zeros((0, 0)))
+
+    monkeypatch.setattr(scipy.sparse.linalg, "eigsh", fails)
+    monkeypatch.setattr(graph, "SPECTRUM_MIN_ROWS", 10)
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(two_chains(), neighbours=3))
+    assert diffusion_graph.basis is None and "search will diffuse by conjugate gradients" in capsys.readouterr().err
