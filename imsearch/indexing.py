@@ -170,7 +170,11 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
         if relinked < count:
             console.log(f"relinked {relinked} of {count} images; the others kept their neighbours from the previous index")
     basis = eigenvalues = None
-    if approximate is None and count >= graph.SPECTRUM_MIN_ROWS:
+    unchanged = (previous is not None and previous.diffusion_basis is not None and np.array_equal(rows, previous.neighbours)
+                 and np.array_equal(similarities, previous.neighbour_similarities))
+    if approximate is None and unchanged:
+        basis, eigenvalues = previous.diffusion_basis, previous.diffusion_eigenvalues  # The same graph: the same spectrum.
+    elif approximate is None and count >= graph.SPECTRUM_MIN_ROWS:
         # Search diffuses over the spectrum of a large exact graph; one found approximately serves local diffusion only.
         basis, eigenvalues = graph.spectrum_of(graph.affinity_operator(rows, similarities)[0]) or (None, None)
     return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities, diffusion_basis=basis,

@@ -233,3 +233,18 @@ def test_an_index_that_grows_past_compact_above_is_compacted_and_linked_anew(gra
     unit_features = vectors.postprocess_features(grown.features, "cosine")
     listed = np.einsum("ij,ikj->ik", unit_features, unit_features[grown.neighbours])
     assert np.allclose(listed, grown.neighbour_similarities, atol=1e-5)
+
+
+def test_an_update_that_changes_nothing_keeps_the_spectrum_without_finding_it_again(gray_model, gray_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(graph, "SPECTRUM_MIN_ROWS", 20)
+    monkeypatch.setattr(graph, "SPECTRUM_RANK", 12)
+    folder, index_path, model_path = indexed_copy(gray_model, gray_dataset, tmp_path)
+    before = index.load_index(str(index_path))
+    assert before.diffusion_basis is not None
+    found = []
+    monkeypatch.setattr(graph, "spectrum_of", lambda operator: found.append(operator))
+    report = index_dataset.main(["--dataset", str(folder), "--model", str(model_path), "--index", str(index_path), "--update"])
+    after = index.load_index(str(index_path))
+    assert (report.encoded, report.relinked) == (0, 0) and not found
+    assert np.array_equal(after.diffusion_basis, before.diffusion_basis)
+    assert np.array_equal(after.diffusion_eigenvalues, before.diffusion_eigenvalues)
