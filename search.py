@@ -183,7 +183,8 @@ def report_hits(settings, encoder, feature_index, approximate, query_paths):
     if without_hits:
         console.warn(f"{without_hits} query(ies) got no hits: the index holds no image other than the query itself")
     if settings.html_path:
-        ranked_by = "diffusion distance" if settings.diffusion and feature_index.diffusion_graph() is not None \
+        linked = feature_index.neighbours is not None and feature_index.neighbours.size > 0
+        ranked_by = "diffusion distance" if settings.diffusion and linked \
             and settings.metric == "cosine" else f"{settings.metric} distance"
         gallery.write_gallery(settings.html_path, sections, f"{len(sections)} queries, ranked by {ranked_by}.")
     report_missing(missing)

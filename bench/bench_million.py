@@ -81,7 +81,7 @@ def real_quality(query_count):
     exact_rows, _ = graph.rank_by_diffusion(queries, database, exact_graph, 10, none, mirrored)
     candidates, _ = ranking.nearer_of_mirrors(*ranking.search_approximate(approximate, np.concatenate([queries, mirrored]),
                                                                           ranking.DIFFUSION_CANDIDATES + 1), ranking.DIFFUSION_CANDIDATES + 1)
-    local_rows, _ = graph.rank_by_local_diffusion(queries, mirrored, database, graph.diffusion_graph_of(rows, similarities, "steps"),
+    local_rows, _ = graph.rank_by_local_diffusion(queries, mirrored, database, graph.diffusion_graph_of(rows, similarities),
                                                   candidates, 10, none)
     precision = lambda found: float((database_labels[found] == query_labels[:, None]).mean())  # noqa: E731
     common.report("real_exact_diffusion_p_at_10", precision(exact_rows), "exact graph, whole-graph diffusion")

@@ -60,7 +60,8 @@ def graph_of(features):
     """The DiffusionGraph of a neighbour graph built over these features."""
     from imsearch import graph
 
-    return graph.diffusion_graph_of(*graph.neighbour_graph(features))
+    rows, similarities = graph.neighbour_graph(features)
+    return graph.diffusion_graph_of(rows, similarities, graph.graph_spectrum(rows, similarities))
 
 
 def table_rows(name, epochs, max_queries, index_flags=()):
@@ -114,7 +115,7 @@ def table_rows(name, epochs, max_queries, index_flags=()):
         rows.append((default, reranked, metrics))
         if reranked and feature_index.diffusion_basis is not None:
             # The same diffusion solved by conjugate gradients over the whole graph, as before the index kept its spectrum.
-            steps = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities, "steps")
+            steps = graph.diffusion_graph_of(feature_index.neighbours, feature_index.neighbour_similarities)
             metrics = score(cosine_rows(feature_index.features), cosine_rows(feature_index.as_stored(queries)),
                             cosine_rows(feature_index.as_stored(mirrored)), database_labels, query_labels, steps)
             rows.append((default + ", conjugate gradients instead of the spectrum", reranked, metrics))

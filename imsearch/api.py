@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from imsearch import InputError, duplicates, encoding, graph, image_folders, index, indexing, locations, ranking, runtime, safeio, vectors
+from imsearch import InputError, duplicates, encoding, image_folders, index, indexing, locations, ranking, runtime, safeio, vectors
 
 # What a search returns when nothing else is asked for, as search.py's --top-k.
 TOP_K = 10

@@ -212,15 +212,13 @@ def diffusion_graph_of(neighbours, similarities, spectrum=None):
     W links each row to its neighbours with weight similarity^DIFFUSION_POWER, made symmetric by averaging
     the two directions: a pair that lists each other keeps its full weight, a link listed by one row alone
     counts half, so a row many others list without being close to them gains less degree.
-    spectrum: (basis, eigenvalues) as spectrum_of gives them, kept with the index; None computes them here
-    from SPECTRUM_MIN_ROWS rows; "steps" keeps none, and the diffusion runs by conjugate-gradient steps.
+    spectrum: (basis, eigenvalues) as graph_spectrum gives them, kept with the index; without one the
+    diffusion runs by conjugate-gradient steps.
     """
     if neighbours is None or neighbours.size == 0:
         return None
     operator, scale = affinity_operator(neighbours, similarities)
-    if spectrum is None and len(neighbours) >= SPECTRUM_MIN_ROWS:
-        spectrum = spectrum_of(operator)  # None when not found.
-    if spectrum is None or isinstance(spectrum, str):
+    if spectrum is None:
         return DiffusionGraph(operator, scale)
     basis, eigenvalues = spectrum
     return DiffusionGraph(operator, scale, np.asarray(basis, np.float32), np.asarray(eigenvalues, np.float32))
@@ -239,6 +237,13 @@ def affinity_operator(neighbours, similarities):
     # D^-1/2 W D^-1/2 entry by entry: two products with diagonal matrices took as long as the rest together.
     operator.data *= np.repeat(scale, np.diff(operator.indptr)) * scale[operator.indices]
     return operator, scale
+
+
+def graph_spectrum(neighbours, similarities):
+    """The spectrum an index keeps for its (N, K) graph (spectrum_of its operator) from SPECTRUM_MIN_ROWS rows; else None."""
+    if len(neighbours) < SPECTRUM_MIN_ROWS:
+        return None
+    return spectrum_of(affinity_operator(neighbours, similarities)[0])
 
 
 def spectrum_of(operator):

@@ -128,7 +128,7 @@ class FeatureIndex:
 
     def diffusion_graph(self):
         """The graph.DiffusionGraph of the index's neighbour graph, with its spectrum when it keeps one; None without a graph."""
-        spectrum = "steps" if self.diffusion_basis is None else (self.diffusion_basis, self.diffusion_eigenvalues)
+        spectrum = None if self.diffusion_basis is None else (self.diffusion_basis, self.diffusion_eigenvalues)
         return graph.diffusion_graph_of(self.neighbours, self.neighbour_similarities, spectrum)
 
     @property

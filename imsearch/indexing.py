@@ -174,9 +174,9 @@ def with_neighbour_graph(feature_index, previous=None, approximate=None):
                  and np.array_equal(similarities, previous.neighbour_similarities))
     if approximate is None and unchanged:
         basis, eigenvalues = previous.diffusion_basis, previous.diffusion_eigenvalues  # The same graph: the same spectrum.
-    elif approximate is None and count >= graph.SPECTRUM_MIN_ROWS:
+    elif approximate is None:
         # Search diffuses over the spectrum of a large exact graph; one found approximately serves local diffusion only.
-        basis, eigenvalues = graph.spectrum_of(graph.affinity_operator(rows, similarities)[0]) or (None, None)
+        basis, eigenvalues = graph.graph_spectrum(rows, similarities) or (None, None)
     return dataclasses.replace(feature_index, neighbours=rows, neighbour_similarities=similarities, diffusion_basis=basis,
                                diffusion_eigenvalues=eigenvalues), relinked
 

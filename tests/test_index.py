@@ -255,7 +255,7 @@ def test_approximate_graph_probing_every_list_is_the_exact_graph():
 def test_local_diffusion_over_every_row_is_the_whole_diffusion_and_truncates_to_its_candidates():
     database = two_chains()
     # Local diffusion runs by conjugate-gradient steps: compared with the whole graph diffused the same way.
-    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3), "steps")
+    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(database, neighbours=3))
     queries = unit(np.array([[1.0, -0.1, 0.9], [0.0, 0.3, 1.0]], dtype=np.float32))
     exclude = np.array([-1, 25])
     expected = graph.rank_by_diffusion(queries, database, diffusion_graph, 12, exclude, queries)
@@ -287,7 +287,8 @@ def seeds_of(diffusion_graph, rows):
 
 
 def test_a_small_graph_keeps_no_spectrum_and_its_diffusion_solves_the_system():
-    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(two_chains(), neighbours=3))
+    rows, similarities = graph.neighbour_graph(two_chains(), neighbours=3)
+    diffusion_graph = graph.diffusion_graph_of(rows, similarities, graph.graph_spectrum(rows, similarities))
     assert diffusion_graph.basis is None  # 40 rows: conjugate gradients over the whole graph cost little.
     seeded = seeds_of(diffusion_graph, [0, 17, 33])
     scores, exact = graph.diffusion_scores(diffusion_graph, seeded), exact_diffusion(diffusion_graph, seeded.toarray())
@@ -300,7 +301,8 @@ def test_diffusion_over_the_leading_spectrum_ranks_as_the_solved_system(monkeypa
     features = unit((centres[rng.integers(0, 12, 900)] + 0.6 * rng.normal(size=(900, 16))).astype(np.float32))
     monkeypatch.setattr(graph, "SPECTRUM_MIN_ROWS", 100)
     monkeypatch.setattr(graph, "SPECTRUM_RANK", 60)
-    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(features))
+    rows, similarities = graph.neighbour_graph(features)
+    diffusion_graph = graph.diffusion_graph_of(rows, similarities, graph.graph_spectrum(rows, similarities))
     assert diffusion_graph.basis.shape == (900, 60) and (np.diff(diffusion_graph.eigenvalues) >= -1e-6).all()
     seeded = seeds_of(diffusion_graph, np.arange(0, 900, 30))
     top = lambda scores: np.argsort(-scores, axis=1)[:, :10]  # noqa: E731
@@ -317,5 +319,6 @@ def test_eigenvectors_not_found_leave_the_diffusion_to_conjugate_gradients(monke
 
     monkeypatch.setattr(scipy.sparse.linalg, "eigsh", fails)
     monkeypatch.setattr(graph, "SPECTRUM_MIN_ROWS", 10)
-    diffusion_graph = graph.diffusion_graph_of(*graph.neighbour_graph(two_chains(), neighbours=3))
+    rows, similarities = graph.neighbour_graph(two_chains(), neighbours=3)
+    diffusion_graph = graph.diffusion_graph_of(rows, similarities, graph.graph_spectrum(rows, similarities))
     assert diffusion_graph.basis is None and "search will diffuse by conjugate gradients" in capsys.readouterr().err
