@@ -46,6 +46,7 @@ class Config:
     invariance: str = option("vicreg", "the views objective's term on the latent: vicreg (views agree, features vary and decorrelate; no negatives, so images of one class are never pushed apart), nt-xent (SimCLR's contrastive loss), or none", choices=("vicreg", "nt-xent", "none"))
     invariance_weight: float = option(0.01, "weight of the invariance term beside the reconstruction loss")
     temperature: float = option(0.2, "nt-xent's temperature: lower sharpens the contrast between a view's twin and the rest")
+    histogram_prediction_weight: float = option(3.0, "weight of a term in the views objective that has the features predict the clean image's gradient (and colour) histograms from each view, as MaskFeat predicts HOG: the encoder learns the layout of edges it otherwise keeps little of; 0 is off")
     projection_dim: int = option(128, "length of the projection the invariance term compares; search uses the features before it")
     view_crop_area: float = option(0.6, "smallest share of the image area a random view's crop keeps")
 

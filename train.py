@@ -8,6 +8,7 @@ training = cli.lazy_modules("training")
 FIELDS = (
     "dataset_dir", "output_dir", "image_size", "channels", "architecture", "filters", "convolutions_per_stage", "latent_dim",
     "l2_weight_decay", "l1_activity", "loss", "objective", "invariance", "invariance_weight", "temperature",
+    "histogram_prediction_weight",
     "projection_dim", "view_crop_area", "flip_augmentation", "denoise_std", "shift_pixels", "learning_rate", "batch_size", "epochs",
     "early_stopping_patience", "validation_fraction", "seed",
 )

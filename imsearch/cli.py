@@ -12,7 +12,7 @@ from imsearch import InputError, console
 # Fields that must be positive, and those that may also be zero, checked for every script.
 POSITIVE_FIELDS = ("latent_dim", "convolutions_per_stage", "temperature", "projection_dim", "compact_length", "learning_rate", "batch_size", "epochs", "encode_batch_size", "top_k", "tune_trials", "tune_epochs")
 NON_NEGATIVE_FIELDS = ("l2_weight_decay", "l1_activity", "early_stopping_patience", "sample", "denoise_std", "shift_pixels",
-                       "duplicate_distance", "workers", "invariance_weight", "seed", "images_limit")
+                       "duplicate_distance", "workers", "invariance_weight", "histogram_prediction_weight", "seed", "images_limit")
 
 
 def flag_name(field_name):

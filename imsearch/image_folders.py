@@ -363,14 +363,15 @@ def keep_readable(paths, image_size, channels, batch_size=512):
 
 
 def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None, augmentation=None, view_crop_area=None,
-                     invariance=False):
+                     invariance=False, histograms=False):
     """A tf.data pipeline of (input, target) float batches streamed from disk, never the whole folder.
 
     augmentation: optional dict with flip (bool), noise_std (float) and shift_pixels (int); flips
     change input and target alike, noise and shifts only the input, so the model learns to undo them.
     view_crop_area: for the views objective, ((view 1, view 2), targets) batches instead: two random views of
     each image (views.random_views; the clean image itself when shuffle_seed is None, for validation), the
-    clean image as both reconstructions' target, and with invariance a placeholder target for that term.
+    clean image as both reconstructions' target, with histograms the clean image's (descriptors.histograms_of) as
+    the target of both views' histogram predictions, and with invariance a placeholder target for that term.
     """
     from imsearch.backend import tf  # Here, not at the top: reading images must not wait for TensorFlow.
 
@@ -392,7 +393,7 @@ def training_dataset(paths, image_size, channels, batch_size, shuffle_seed=None,
         dataset = dataset.map(lambda images: augment(images, **(augmentation or {})))
     else:
         dataset = dataset.map(lambda images: view_pair(images, view_crop_area if shuffle_seed is not None else None,
-                                                       invariance, **(augmentation or {})))
+                                                       invariance, histograms, **(augmentation or {})))
     # With autotune on, fit pauses for seconds at epoch boundaries while tf.data tears its threads down.
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -408,17 +409,21 @@ def augment(images, flip=False, noise_std=0.0, shift_pixels=0):
     return edit_input(images, noise_std, shift_pixels), images
 
 
-def view_pair(images, crop_area, invariance, flip=False, noise_std=0.0, shift_pixels=0):
+def view_pair(images, crop_area, invariance, histograms=False, flip=False, noise_std=0.0, shift_pixels=0):
     """((view 1, view 2), targets) of a float batch for the views objective; crop_area None: both views clean."""
     import tensorflow as tf
 
-    from imsearch import views
+    from imsearch import descriptors, views
 
     if flip:
         images = random_flip(images)
     first, second = (images, images) if crop_area is None else views.random_views(images, crop_area)
     inputs = tuple(edit_input(view, noise_std, shift_pixels) for view in (first, second))
     targets = {"reconstruction_1": images, "reconstruction_2": images}
+    if histograms:
+        length = descriptors.histograms_length(images.shape[-1])
+        clean = tf.ensure_shape(tf.numpy_function(descriptors.histograms_of, [images], tf.float32), (None, length))
+        targets["histograms_1"] = targets["histograms_2"] = clean
     if invariance:
         targets["invariance"] = tf.zeros((tf.shape(images)[0], 1))
     return inputs, targets

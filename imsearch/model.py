@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from imsearch import InputError, encoding, invariance, locations, safeio
+from imsearch import InputError, descriptors, encoding, invariance, locations, safeio
 from imsearch.backend import keras, tf
 
 layers = keras.layers
@@ -97,21 +97,24 @@ def learning_rate_schedule(settings, steps_per_epoch):
 
 
 def build_view_trainer(autoencoder, settings):
-    """The views objective's model: two views in; each one's reconstruction and both projections side by side out.
+    """The views objective's model: two views in; each one's reconstruction, histograms predicted from its features, and both projections side by side out.
 
     It shares every layer with autoencoder, so training it trains the autoencoder; the projection head
-    (SimCLR's) is trained with it and never saved with the autoencoder. Without an invariance term the
-    projections are left out.
+    (SimCLR's) and the linear histogram head are trained with it and never saved with the autoencoder.
+    Without an invariance term the projections are left out; with a histogram prediction weight of 0, the histograms.
     """
     with_features = keras.Model(autoencoder.input, [autoencoder.output, autoencoder.get_layer(ENCODER_LAYER).output],
                                 name=WITH_FEATURES)
     hidden = layers.Dense(PROJECTION_HIDDEN_UNITS, activation="relu", name="projection_hidden")
     project = layers.Dense(settings.projection_dim, name="projection")
+    predict_histograms = layers.Dense(descriptors.histograms_length(autoencoder.input_shape[3]), name="histogram_prediction")
     views = [keras.Input(shape=autoencoder.input_shape[1:], name=f"view_{number}") for number in (1, 2)]
     outputs, projections = {}, []
     for number, view in enumerate(views, start=1):
         reconstruction, features = with_features(view)
         outputs[f"reconstruction_{number}"] = layers.Identity(name=f"reconstruction_{number}")(reconstruction)
+        if settings.histogram_prediction_weight:
+            outputs[f"histograms_{number}"] = layers.Identity(name=f"histograms_{number}")(predict_histograms(features))
         projections.append(project(hidden(features)))
     if settings.invariance != "none":
         outputs["invariance"] = layers.Concatenate(name="invariance")(projections)
@@ -125,10 +128,14 @@ def autoencoder_of_trainer(trainer):
 
 
 def compile_view_trainer(trainer, settings, steps_per_epoch):
-    """As compile_autoencoder, with each view's reconstruction weighted half and the invariance term beside them."""
+    """As compile_autoencoder, with each view's reconstruction weighted half, the invariance term and the histograms' cosine beside them."""
     reconstruction_loss = "binary_crossentropy" if settings.loss == "bce" else "mse"
     losses = {"reconstruction_1": reconstruction_loss, "reconstruction_2": reconstruction_loss}
     weights = {"reconstruction_1": 0.5, "reconstruction_2": 0.5}
+    if settings.histogram_prediction_weight:
+        for number in (1, 2):
+            losses[f"histograms_{number}"] = keras.losses.CosineSimilarity()  # -cos: 0 when orthogonal, -1 when alike.
+            weights[f"histograms_{number}"] = settings.histogram_prediction_weight / 2
     if settings.invariance == "nt-xent":
         losses["invariance"], weights["invariance"] = invariance.NTXent(settings.temperature), settings.invariance_weight
     elif settings.invariance == "vicreg":

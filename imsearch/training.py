@@ -215,7 +215,8 @@ def build_compiled(shape, settings, steps_per_epoch):
 def input_pipeline(paths, shape, settings, shuffle_seed=None):
     """image_folders.training_dataset for settings.objective and its augmentation flags; shuffled and edited when given a seed."""
     augmentation = {"flip": settings.flip_augmentation, "noise_std": settings.denoise_std, "shift_pixels": settings.shift_pixels}
-    views = {"view_crop_area": settings.view_crop_area, "invariance": settings.invariance != "none"} if settings.objective == "views" else {}
+    views = {"view_crop_area": settings.view_crop_area, "invariance": settings.invariance != "none",
+             "histograms": bool(settings.histogram_prediction_weight)} if settings.objective == "views" else {}
     return image_folders.training_dataset(paths, *shape, settings.batch_size, shuffle_seed, augmentation if shuffle_seed is not None else None, **views)
 
 

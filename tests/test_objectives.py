@@ -1,5 +1,6 @@
 """The training objectives: random views with an invariance term (the default), and the design's reconstruction alone."""
 
+import dataclasses
 import json
 import os
 
@@ -8,7 +9,7 @@ import numpy as np
 
 import train
 import config
-from imsearch import image_folders, model, photo_sets
+from imsearch import descriptors, image_folders, model, photo_sets
 from imsearch.backend import keras
 
 
@@ -16,7 +17,7 @@ def test_two_views_of_an_image_differ_and_target_the_clean_image():
     import tensorflow as tf
 
     images = tf.constant(np.random.default_rng(0).uniform(size=(6, 16, 16, 3)).astype(np.float32))
-    (first, second), targets = image_folders.view_pair(images, crop_area=0.6, invariance=True)
+    (first, second), targets = image_folders.view_pair(images, crop_area=0.6, invariance=True, histograms=True)
     first, second = first.numpy(), second.numpy()
     assert first.shape == second.shape == images.shape and 0 <= first.min() and first.max() <= 1
     for row in range(len(images)):
@@ -25,6 +26,9 @@ def test_two_views_of_an_image_differ_and_target_the_clean_image():
     assert np.array_equal(targets["reconstruction_1"].numpy(), images.numpy())
     assert np.array_equal(targets["reconstruction_2"].numpy(), images.numpy())
     assert targets["invariance"].shape == (6, 1)
+    # Both views predict the clean image's histograms, the very ones the index appends to the features.
+    assert np.allclose(targets["histograms_1"].numpy(), descriptors.histograms_of(images.numpy()))
+    assert np.array_equal(targets["histograms_2"].numpy(), targets["histograms_1"].numpy())
     (clean_first, clean_second), _ = image_folders.view_pair(images, crop_area=None, invariance=False)  # Validation: no edits.
     assert np.array_equal(clean_first.numpy(), images.numpy()) and np.array_equal(clean_second.numpy(), images.numpy())
 
@@ -91,7 +95,16 @@ def test_reconstruction_objective_still_trains_and_loads(gray_dataset, tmp_path)
 def test_views_objective_saves_the_plain_autoencoder(gray_model):
     autoencoder = model.load_autoencoder(str(gray_model / config.MODEL_FILE))
     assert autoencoder.input_shape == (None, 28, 28, 1) and autoencoder.output_shape == (None, 28, 28, 1)
-    assert not any(layer.name.startswith("projection") for layer in autoencoder.layers)
+    assert not any(layer.name.startswith(("projection", "histogram")) for layer in autoencoder.layers)
     with open(gray_model / "autoencoder.json") as file:
         record = json.load(file)
     assert record["objective"] == "views" and record["invariance"] == config.DEFAULTS.invariance
+
+
+def test_histogram_prediction_is_a_term_of_its_own():
+    settings = dataclasses.replace(config.DEFAULTS, filters=(8, 16), latent_dim=16)
+    autoencoder = model.build_autoencoder(16, 3, settings)
+    with_term = model.build_view_trainer(autoencoder, settings)
+    without = model.build_view_trainer(autoencoder, dataclasses.replace(settings, histogram_prediction_weight=0.0))
+    assert with_term.get_layer("histogram_prediction").units == descriptors.histograms_length(3)
+    assert {"histograms_1", "histograms_2"} <= set(with_term.output) and not {"histograms_1", "histograms_2"} & set(without.output)
