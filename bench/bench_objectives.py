@@ -21,28 +21,30 @@ from common import REPOSITORY_DIR, run_script
 
 DATASET_ROOT = os.path.join(REPOSITORY_DIR, "dataset")
 OUTPUT_ROOT = os.path.join(REPOSITORY_DIR, "output", "objectives")
-# The settings measured before histogram prediction became the default keep it off, so they still mean what they meant.
-WITHOUT_HISTOGRAMS = ["--histogram-prediction-weight", "0"]
+# The settings measured before histogram prediction became the default keep it off, so they still mean what they
+# meant. A flag given twice takes its last value, so each setting states only what it changes.
+VIEWS = ["--objective", "views", "--histogram-prediction-weight", "0"]
+VICREG = [*VIEWS, "--invariance", "vicreg", "--invariance-weight", "0.01"]
+NT_XENT = [*VIEWS, "--invariance", "nt-xent"]
 SETTINGS = {
     "reconstruction": ["--objective", "reconstruction"],
-    "views": ["--objective", "views", "--invariance", "none", *WITHOUT_HISTOGRAMS],
-    "nt-xent": ["--objective", "views", "--invariance", "nt-xent", *WITHOUT_HISTOGRAMS],
-    "nt-xent-1": ["--objective", "views", "--invariance", "nt-xent", "--invariance-weight", "1", *WITHOUT_HISTOGRAMS],
-    "vicreg": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", *WITHOUT_HISTOGRAMS],
-    "vicreg-0.1": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.1", *WITHOUT_HISTOGRAMS],
-    "vicreg-crop-0.8": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--view-crop-area", "0.8", *WITHOUT_HISTOGRAMS],
-    "vicreg-deeper": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--filters", "32", "64", "128", *WITHOUT_HISTOGRAMS],
-    "nt-xent-batch-128": ["--objective", "views", "--invariance", "nt-xent", "--batch-size", "128", *WITHOUT_HISTOGRAMS],
-    "vicreg-batch-128": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--batch-size", "128", *WITHOUT_HISTOGRAMS],
-    "vicreg-batch-128-lr-3e-3": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--batch-size", "128",
-                                 "--learning-rate", "3e-3", *WITHOUT_HISTOGRAMS],
-    "vicreg-2-per-stage": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--convolutions-per-stage", "2", *WITHOUT_HISTOGRAMS],
-    "vicreg-3-per-stage": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--convolutions-per-stage", "3", *WITHOUT_HISTOGRAMS],
-    "vicreg-0.03": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.03", *WITHOUT_HISTOGRAMS],
-    "vicreg-latent-384": ["--objective", "views", "--invariance", "vicreg", "--invariance-weight", "0.01", "--latent-dim", "384", *WITHOUT_HISTOGRAMS],
-    "histograms-1": ["--objective", "views", "--invariance", "vicreg", "--histogram-prediction-weight", "1"],
-    "histograms-3": ["--objective", "views", "--invariance", "vicreg", "--histogram-prediction-weight", "3"],
-    "histograms-10": ["--objective", "views", "--invariance", "vicreg", "--histogram-prediction-weight", "10"],
+    "views": [*VIEWS, "--invariance", "none"],
+    "nt-xent": NT_XENT,
+    "nt-xent-1": [*NT_XENT, "--invariance-weight", "1"],
+    "vicreg": VICREG,
+    "vicreg-0.1": [*VICREG, "--invariance-weight", "0.1"],
+    "vicreg-crop-0.8": [*VICREG, "--view-crop-area", "0.8"],
+    "vicreg-deeper": [*VICREG, "--filters", "32", "64", "128"],
+    "nt-xent-batch-128": [*NT_XENT, "--batch-size", "128"],
+    "vicreg-batch-128": [*VICREG, "--batch-size", "128"],
+    "vicreg-batch-128-lr-3e-3": [*VICREG, "--batch-size", "128", "--learning-rate", "3e-3"],
+    "vicreg-2-per-stage": [*VICREG, "--convolutions-per-stage", "2"],
+    "vicreg-3-per-stage": [*VICREG, "--convolutions-per-stage", "3"],
+    "vicreg-0.03": [*VICREG, "--invariance-weight", "0.03"],
+    "vicreg-latent-384": [*VICREG, "--latent-dim", "384"],
+    "histograms-1": [*VICREG, "--histogram-prediction-weight", "1"],
+    "histograms-3": [*VICREG, "--histogram-prediction-weight", "3"],
+    "histograms-10": [*VICREG, "--histogram-prediction-weight", "10"],
 }
 SETS = ("digits", "photos", "fashion-mnist")
 

@@ -97,7 +97,7 @@ def learning_rate_schedule(settings, steps_per_epoch):
 
 
 def build_view_trainer(autoencoder, settings):
-    """The views objective's model: two views in; each one's reconstruction, histograms predicted from its features, and both projections side by side out.
+    """The views objective's model: two views in; each one's reconstruction and predicted histograms, and both projections, out.
 
     It shares every layer with autoencoder, so training it trains the autoencoder; the projection head
     (SimCLR's) and the linear histogram head are trained with it and never saved with the autoencoder.
