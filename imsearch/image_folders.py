@@ -8,7 +8,7 @@ import stat
 import cv2
 import numpy as np
 
-from imsearch import InputError, console, formats
+from imsearch import InputError, console, formats, locations
 
 # What OpenCV reads (TIFF and GIF's first frame included), then HEIF and AVIF (Pillow) and camera RAW (rawpy).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif",
@@ -34,6 +34,10 @@ LARGEST_INFERRED_SIZE = 128
 READ_WORKERS = max(2, os.cpu_count() or 1)
 
 
+# A folder holding one of these is a run folder of this suite (--output), not part of an image collection.
+RUN_FOLDER_FILES = frozenset({locations.MODEL_FILE, locations.INDEX_FILE})
+
+
 class UnreadableImage(InputError):
     """An image file OpenCV cannot decode."""
 
@@ -43,9 +47,15 @@ def list_images(dataset_dir):
     if not os.path.isdir(dataset_dir):
         raise InputError(f"{dataset_dir}: no such folder; pass --dataset DIR or run prepare_dataset.py first")
     unreadable_folders = []
+    run_folders = []
     relative_paths = []
     other_files = collections.Counter()
     for root, folder_names, file_names in os.walk(dataset_dir, onerror=unreadable_folders.append):
+        if root != dataset_dir and RUN_FOLDER_FILES.intersection(file_names):
+            # A run folder inside the images (--output under --dataset): its montages are the suite's, not the user's.
+            run_folders.append(root)
+            folder_names[:] = []
+            continue
         folder_names[:] = sorted(name for name in folder_names if not is_clutter(name))
         # One relpath per folder, not per file: it dominates listing a large folder otherwise.
         prefix = os.path.relpath(root, dataset_dir).replace(os.sep, "/") + "/"
@@ -57,6 +67,8 @@ def list_images(dataset_dir):
                 other_files[formats.extension_of(name)] += 1
     if unreadable_folders:
         console.warn(f"skipped {len(unreadable_folders)} unreadable folder(s), first: {unreadable_folders[0].filename}")
+    if run_folders:
+        console.warn(f"skipped {len(run_folders)} run folder(s) inside {dataset_dir} (they hold a model or an index), first: {run_folders[0]}")
     if other_files:
         counts = ", ".join(f"{count} {extension}" for extension, count in sorted(other_files.items(), key=lambda item: (-item[1], item[0])))
         console.warn(f"skipped {sum(other_files.values())} file(s) of {dataset_dir} that are not images by their names ({counts})")

@@ -52,6 +52,17 @@ def test_list_images_without_subfolders_has_no_labels(tmp_path):
     assert image_folders.list_images(str(tmp_path)) == (["one.png"], None)
 
 
+def test_list_images_skips_run_folders_inside_the_images(tmp_path, capsys):
+    for relative in ("cats/1.png", "output/autoencoder.keras", "output/result.png", "output/plots/loss.png",
+                     "old/features.pkl", "old/query.png"):
+        os.makedirs(tmp_path / os.path.dirname(relative), exist_ok=True)
+        (tmp_path / relative).write_bytes(b"")
+    assert image_folders.list_images(str(tmp_path)) == (["cats/1.png"], ["cats"])
+    assert "skipped 2 run folder(s)" in capsys.readouterr().err
+    (tmp_path / "features.pkl").write_bytes(b"")  # The folder asked for is listed even if an index lies in it.
+    assert image_folders.list_images(str(tmp_path))[0] == ["cats/1.png"]
+
+
 def test_list_images_errors(tmp_path):
     with pytest.raises(InputError, match="no such folder"):
         image_folders.list_images(str(tmp_path / "missing"))
