@@ -34,7 +34,7 @@ LARGEST_INFERRED_SIZE = 128
 READ_WORKERS = max(2, os.cpu_count() or 1)
 
 
-# A folder holding one of these is a run folder of this suite (--output), not part of an image collection.
+# A folder below --dataset holding one of these is a run folder (--output): its montages and plots are the suite's.
 RUN_FOLDER_FILES = frozenset({locations.MODEL_FILE, locations.INDEX_FILE})
 
 
@@ -52,7 +52,6 @@ def list_images(dataset_dir):
     other_files = collections.Counter()
     for root, folder_names, file_names in os.walk(dataset_dir, onerror=unreadable_folders.append):
         if root != dataset_dir and RUN_FOLDER_FILES.intersection(file_names):
-            # A run folder inside the images (--output under --dataset): its montages are the suite's, not the user's.
             run_folders.append(root)
             folder_names[:] = []
             continue
