@@ -4,6 +4,7 @@ import collections
 import concurrent.futures
 import os
 import stat
+import warnings
 
 import cv2
 import numpy as np
@@ -42,15 +43,24 @@ class UnreadableImage(InputError):
     """An image file OpenCV cannot decode."""
 
 
-def list_images(dataset_dir):
-    """Sorted relative paths of every image under dataset_dir, and their labels (None if unlabelled)."""
+def list_images(dataset_dir, flag="--dataset"):
+    """Sorted relative paths of every image under dataset_dir, and their labels (None if unlabelled); flag names it in errors."""
     if not os.path.isdir(dataset_dir):
-        raise InputError(f"{dataset_dir}: no such folder; pass --dataset DIR or run prepare_dataset.py first")
+        raise InputError(f"{dataset_dir}: no such folder; pass {flag} DIR" +
+                         (" or run prepare_dataset.py first" if flag == "--dataset" else ""))
     unreadable_folders = []
     run_folders = []
     relative_paths = []
     other_files = collections.Counter()
-    for root, folder_names, file_names in os.walk(dataset_dir, onerror=unreadable_folders.append):
+    # Links to folders are followed, as to files; a folder reached a second way (a loop, or two links to it) is listed once.
+    listed_folders, repeated_folders = set(), []
+    for root, folder_names, file_names in os.walk(dataset_dir, onerror=unreadable_folders.append, followlinks=True):
+        status = os.stat(root)
+        if (status.st_dev, status.st_ino) in listed_folders:
+            repeated_folders.append(root)
+            folder_names[:] = []
+            continue
+        listed_folders.add((status.st_dev, status.st_ino))
         if root != dataset_dir and RUN_FOLDER_FILES.intersection(file_names):
             run_folders.append(root)
             folder_names[:] = []
@@ -66,13 +76,16 @@ def list_images(dataset_dir):
                 other_files[formats.extension_of(name)] += 1
     if unreadable_folders:
         console.warn(f"skipped {len(unreadable_folders)} unreadable folder(s), first: {unreadable_folders[0].filename}")
+    if repeated_folders:
+        console.warn(f"skipped {len(repeated_folders)} folder(s) of {dataset_dir} reached a second time through a link, "
+                     f"first: {repeated_folders[0]}")
     if run_folders:
         console.warn(f"skipped {len(run_folders)} run folder(s) inside {dataset_dir} (they hold a model or an index), first: {run_folders[0]}")
     if other_files:
         counts = ", ".join(f"{count} {extension}" for extension, count in sorted(other_files.items(), key=lambda item: (-item[1], item[0])))
         console.warn(f"skipped {sum(other_files.values())} file(s) of {dataset_dir} that are not images by their names ({counts})")
     if not relative_paths:
-        raise InputError(f"{dataset_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; point --dataset at a folder of images")
+        raise InputError(f"{dataset_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; point {flag} at a folder of images")
     relative_paths.sort()
     return relative_paths, labels_of(relative_paths)
 
@@ -94,12 +107,31 @@ def labels_of(relative_paths):
     return labels if any(label is not None for label in labels) else None
 
 
+def too_large(path):
+    """Whether an image file's header gives more pixels than Pillow will decode (its guard against decompression bombs)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path):
+                return False
+    except Image.DecompressionBombError:
+        return True
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
 def why_unreadable(path):
     """Why a path given as an image could not be read, with what to do: for messages."""
     if os.path.isdir(path):
         return "is a folder; pass image files, or their paths on stdin with - (find DIR -name '*.jpg' | search.py -)"
     if not os.path.lexists(path):
         return "does not exist; check the path"
+    if not os.path.isfile(path):
+        return "not a regular file (a broken link, a device or a pipe); pass image files"
+    if too_large(path):
+        return "has too many pixels to decode safely; pass a smaller copy (for example 8,000 pixels on its longer side)"
     return ("not a readable image; pass image files (jpg, png, webp, tiff, gif, heic, avif, bmp or a camera RAW such as "
             "dng, cr2, nef, arw)")
 
@@ -150,13 +182,21 @@ def decode_bytes(encoded, path, image_size, channels):
         image = formats.decode_with_pillow(encoded, channels, image_size * REDUCED_SIDE_FACTOR)
     elif encoded.size:
         flag = decode_flag(encoded, image_size, channels)
-        image = cv2.imdecode(encoded, flag)
+        image = decode_with_opencv(encoded, flag)
         reduction = next((factor for factor, *flags in JPEG_REDUCTIONS if flag in flags), 1)
         if image is None:
             image, reduction = formats.decode_with_pillow(encoded, channels, image_size * REDUCED_SIDE_FACTOR), 1
     if image is None or image.size == 0:
         raise UnreadableImage(f"{path}: not a readable image")
     return image, reduction
+
+
+def decode_with_opencv(encoded, flag):
+    """OpenCV's decoding of a file's bytes; None where it cannot or will not."""
+    try:
+        return cv2.imdecode(encoded, flag)
+    except cv2.error:  # Raised, not None returned, for images over OpenCV's pixel limit (2**30).
+        return None
 
 
 def read_display_image(path, longer_side):
@@ -305,7 +345,7 @@ def read_unchanged(path):
     encoded = read_regular_file(path)
     if encoded is None or not encoded.size:
         return None
-    image = None if formats.is_raw(path) else cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    image = None if formats.is_raw(path) else decode_with_opencv(encoded, cv2.IMREAD_UNCHANGED)
     if image is None:  # RAW, HEIF, AVIF or another format only Pillow reads: as 8-bit colour.
         try:
             image = decode_bytes(encoded, path, 0, 3)[0]
@@ -471,6 +511,6 @@ def default_sample_dir(dataset_dir):
 
 def sample_images(folder, count, seed):
     """count images of folder chosen at random with the seed, in a stable order."""
-    relative_paths, _ = list_images(folder)
+    relative_paths, _ = list_images(folder, "--sample-dir")
     chosen = np.random.default_rng(seed).choice(len(relative_paths), size=min(count, len(relative_paths)), replace=False)
     return [os.path.join(folder, relative_paths[i]) for i in chosen]

@@ -62,7 +62,9 @@ def build_index(encoder, dataset_dir, model_sha256, batch_size, previous=None, s
     )
     unreadable = [pending[i] for i in np.flatnonzero(~readable)]
     if unreadable:
-        console.warn(f"skipped {len(unreadable)} unreadable image(s) of {len(paths)}, first: {paths[unreadable[0]]}")
+        first = paths[unreadable[0]]
+        console.warn(f"skipped {len(unreadable)} unreadable image(s) of {len(paths)}, first: {first}: "
+                     f"{image_folders.why_unreadable(first)}")
     # New rows are stored as the previous index stores its own (projected when it is compact).
     if previous is not None:
         fitted_projection = (previous.projection_mean, previous.projection_basis) if previous.compact else None
