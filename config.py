@@ -68,7 +68,7 @@ class Config:
 
     # Indexing and search.
     encode_batch_size: int = option(256, "images per encoder call; large batches amortise call overhead")
-    approximate: str = option("auto", "approximate search with a faiss IVF index beside the pickle: never, always, or auto (index_dataset.py builds it for large collections; search uses it when present)", choices=("auto", "always", "never"))
+    approximate: str = option("auto", "approximate search with a faiss IVF index beside the pickle: auto (index_dataset.py builds it for large collections; search uses it when present), always (built whatever the size; search refuses an index without one) or never", choices=("auto", "always", "never"))
     approximate_above: int = option(200_000, "index size from which auto builds the approximate index; exact search is fast enough below")
     compact_above: int = option(10_000, "index size from which features are stored projected onto their principal components in float16, so each image takes compact_length * 2 bytes; smaller indexes keep every feature")
     compact_length: int = option(256, "numbers kept per image in a compact index")

@@ -1,5 +1,6 @@
 """Find the images of an index most similar to query images; one tab-separated line per hit."""
 
+import dataclasses
 import os
 import re
 import sys
@@ -33,7 +34,10 @@ def gather_queries(arguments, settings, indexed_dir):
 def display_path(path):
     """A path relative to the working folder when it lies inside it, else absolute: usable by xargs."""
     relative = os.path.relpath(path)
-    return os.path.abspath(path) if relative.startswith("..") else relative
+    if relative == ".." or relative.startswith("../"):
+        return os.path.abspath(path)
+    # A name starting with a dash would read as an option to rm, mv or cp.
+    return os.path.join(".", relative) if relative.startswith("-") else relative
 
 
 def write_pictures(settings, feature_index, query_paths, rows, distances, first_number, sections, missing):
@@ -52,6 +56,19 @@ def write_pictures(settings, feature_index, query_paths, rows, distances, first_
         if settings.html_path:
             hits = [(display_path(path), distance, image) for path, distance, image in zip(hit_paths, hit_distances, hit_images)]
             sections.append(gallery.query_section(number, query_path, query_image, hits))
+
+
+def ready_for_pictures(output_dir):
+    """Clear an earlier search's pictures from output_dir; False, with a warning, where pictures cannot be written there."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        os.remove(safeio.create_unique(output_dir, ".search-", ".probe"))
+        clear_earlier_pictures(output_dir)
+    except OSError as error:
+        console.warn(f"{output_dir}: cannot write the query and result pictures there ({error.strerror}); "
+                     "the hits are printed without them (--no-images says so, --output picks another run folder)")
+        return False
+    return True
 
 
 def clear_earlier_pictures(output_dir):
@@ -117,6 +134,9 @@ def load_indexes(index_paths, encoder, settings):
     approximate = None
     if len(index_paths) == 1 and settings.approximate != "never":
         approximate = index.load_approximate(index_paths[0], feature_index)
+    if settings.approximate == "always" and approximate is None:
+        raise InputError(f"{index_paths[0]}: no approximate index to search with (index_dataset.py --approximate always "
+                         "builds one; shards searched together have none); leave out --approximate always")
     feature_index.features = vectors.postprocess_features(feature_index.features, settings.metric, in_place=True)
     return feature_index, approximate
 
@@ -155,8 +175,8 @@ def report_hits(settings, encoder, feature_index, approximate, query_paths):
     hits while later queries are still being read.
     """
     batch, skipped, first_skipped, found_count, without_hits, sections, missing = [], 0, None, 0, 0, [], []
-    if settings.images:
-        clear_earlier_pictures(settings.output_dir)
+    if settings.images and not ready_for_pictures(settings.output_dir):
+        settings = dataclasses.replace(settings, images=False)
     batches = ranking.search_batches(encoder, feature_index,
                                      counted(query_paths, batch), settings.top_k,
                                      settings.metric, settings.encode_batch_size, approximate, settings.diffusion)

@@ -19,8 +19,8 @@ def escape(name):
 
 
 def log(message):
-    """One line of progress or log on stderr, flushed so it shows while the work goes on."""
-    print(message, file=sys.stderr, flush=True)
+    """One line of progress or log on stderr, flushed so it shows while the work goes on; escaped as names are."""
+    print(escape(message), file=sys.stderr, flush=True)
 
 
 def note(message):

@@ -23,8 +23,11 @@ def build_index_on_ray(dataset_dir, model_path, model_sha256, workers, batch_siz
         console.note(f"--workers {workers} on this machine's {os.cpu_count()} cores: starting {os.cpu_count()}")
         workers = os.cpu_count() or 1
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Workers' lines keep their "(encode_shard pid=N)" prefix, uncoloured.
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--workers needs Ray, which this install lacks (bash install.sh --search-only leaves it out): "
+                         "pip install ray, or index without --workers") from None
     try:
         with warnings.catch_warnings():  # A failed connection is also warned about at length; the error says it.
             warnings.simplefilter("ignore")

@@ -38,7 +38,7 @@ def restricted_load(path, encoding="ASCII"):
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except pickle.UnpicklingError as error:
-        raise InputError(f"{path}: not a safe pickle of plain data ({error})") from None
+        raise InputError(f"{path}: not a safe pickle of plain data ({' '.join(str(error).split())})") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
             OverflowError, UnicodeDecodeError, ImportError) as error:
         # Truncated or garbled pickles surface as any of these, depending on where the bytes break.
@@ -54,12 +54,12 @@ def atomic_path(path):
         os.makedirs(directory, exist_ok=True)
         temporary_path = create_unique(directory, f".{stem}-", suffix)
     except OSError as error:
-        raise InputError(f"{path}: cannot write here ({error.strerror}); choose another --output") from None
+        raise InputError(f"{path}: cannot write here ({error.strerror}); make its folder writable or write elsewhere") from None
     try:
         yield temporary_path
         os.replace(temporary_path, path)
     except OSError as error:
-        raise InputError(f"{path}: could not be written ({error.strerror}); free space or choose another --output") from None
+        raise InputError(f"{path}: could not be written ({error.strerror}); free space, or write elsewhere") from None
     finally:
         if os.path.exists(temporary_path):
             os.remove(temporary_path)

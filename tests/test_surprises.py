@@ -289,3 +289,92 @@ def test_the_distance_printed_under_diffusion_rises_down_each_querys_list(gray_i
         assert column == sorted(column), query
     help_text = subprocess.run([sys.executable, "search.py", "--help"], cwd=REPOSITORY_DIR, capture_output=True, text=True).stdout
     assert "other hits get a diffusion distance" in " ".join(help_text.split())
+
+
+def write_png_header(path, width, height):
+    """A PNG whose header declares width x height gray pixels, followed by no image data: a decompression bomb's claim."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    with open(path, "wb") as file:
+        file.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b""))
+
+
+def test_an_image_of_too_many_pixels_is_skipped_or_refused_saying_why(gray_model, gray_index, gray_dataset, tmp_path, capsys):
+    import shutil
+
+    import index_dataset
+    from conftest import fails_with
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(sorted((gray_dataset / "test" / "disc").iterdir())[0], folder / "good.png")
+    write_png_header(folder / "panorama.png", 40_000, 40_000)  # 1.6 billion pixels: OpenCV refuses by raising.
+    index_dataset.main(["--dataset", str(folder), "--model", str(gray_model / config.MODEL_FILE), "--index", str(tmp_path / "f.pkl")])
+    assert f"skipped 1 unreadable image(s) of 2, first: {folder / 'panorama.png'}: has too many pixels" in capsys.readouterr().err
+    line = fails_with(search, [str(folder / "panorama.png"), "--model", str(gray_model / config.MODEL_FILE),
+                               "--index", str(gray_index), "--no-images"], capsys)
+    assert "panorama.png: has too many pixels to decode safely; pass a smaller copy" in line
+
+
+def test_search_prints_its_hits_where_it_cannot_write_pictures(gray_model, gray_index, gray_dataset, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    query = str(sorted((gray_dataset / "test" / "disc").iterdir())[0])
+    search.main([query, "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index),
+                 "--output", str(tmp_path / "a_file" / "run")])
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 10
+    assert "cannot write the query and result pictures there" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_hit_whose_name_starts_with_a_dash_is_printed_as_no_option(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert search.display_path("-rf.jpg") == "./-rf.jpg"
+    assert search.display_path(str(tmp_path / "a" / "b.jpg")) == "a/b.jpg"
+    assert search.display_path("..hidden.jpg") == "..hidden.jpg"
+    assert search.display_path(str(tmp_path.parent / "c.jpg")) == str(tmp_path.parent / "c.jpg")
+
+
+def test_an_error_about_a_name_with_a_line_break_stays_on_one_line(gray_model, gray_index, tmp_path, capsys):
+    from conftest import fails_with
+
+    missing = str(tmp_path / "no\nsuch\x1b[31m.jpg")
+    line = fails_with(search, [missing, "--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index)], capsys)
+    assert "no\\nsuch\\x1b[31m.jpg: does not exist" in line
+
+
+def test_linked_folders_are_indexed_once_each(gray_model, gray_dataset, tmp_path, capsys):
+    import index_dataset
+    from imsearch import index
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    os.symlink(gray_dataset / "train" / "disc", folder / "disc")  # A class kept elsewhere, linked in.
+    os.symlink(folder, folder / "disc_again")  # A loop back to the top.
+    index_dataset.main(["--dataset", str(folder), "--model", str(gray_model / config.MODEL_FILE), "--index", str(tmp_path / "f.pkl")])
+    assert "skipped 1 folder(s) of" in capsys.readouterr().err
+    paths = index.load_index(str(tmp_path / "f.pkl")).paths
+    assert len(paths) == 16 and all(path.startswith("disc/") for path in paths)
+
+
+def test_search_flags_are_named_right_in_their_errors(gray_model, gray_index, tmp_path, capsys):
+    from conftest import fails_with
+
+    flags = ["--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index), "--no-images"]
+    line = fails_with(search, [*flags, "--sample", "2", "--sample-dir", str(tmp_path / "nowhere")], capsys)
+    assert "no such folder; pass --sample-dir DIR" in line
+    line = fails_with(search, [*flags, "--approximate", "always", str(tmp_path / "q.png")], capsys)
+    assert "no approximate index to search with" in line
+
+
+def test_workers_without_ray_installed_is_one_line(gray_model, gray_dataset, tmp_path, monkeypatch, capsys):
+    import index_dataset
+    from conftest import fails_with
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # As on an install made with install.sh --search-only.
+    line = fails_with(index_dataset, ["--dataset", str(gray_dataset / "train"), "--model", str(gray_model / config.MODEL_FILE),
+                                      "--index", str(tmp_path / "f.pkl"), "--workers", "2"], capsys)
+    assert "--workers needs Ray, which this install lacks" in line
