@@ -14,6 +14,7 @@ from imsearch import InputError, image_folders, locations, safeio
 DEBIAN_FASHION_MNIST_DIR = locations.DEBIAN_FASHION_MNIST_DIR
 FASHION_MNIST_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot")
 DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
+IDX_CLASS_COUNT = 10
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -53,7 +54,12 @@ def load_idx_splits(source_dir):
     splits = {}
     for split, (images_stem, labels_stem) in IDX_FILES.items():
         images = read_idx(find_idx_file(source_dir, images_stem))
-        labels = read_idx(find_idx_file(source_dir, labels_stem))
+        labels_path = find_idx_file(source_dir, labels_stem)
+        labels = read_idx(labels_path)
+        # Both idx datasets (MNIST digits, Fashion-MNIST) have ten classes, numbered 0 to 9.
+        if labels.ndim != 1 or (labels.size and labels.max() >= IDX_CLASS_COUNT):
+            raise InputError(f"{labels_path}: not a list of labels 0 to {IDX_CLASS_COUNT - 1}; the file is damaged "
+                             "or belongs to another dataset")
         if len(images) != len(labels):
             raise InputError(f"{source_dir}: {split} has {len(images)} images but {len(labels)} labels")
         splits[split] = (images, labels)
@@ -153,8 +159,12 @@ def write_folder(target_dir, write):
     if os.path.exists(target_dir):
         raise InputError(f"{target_dir}: already exists; remove it to prepare again")
     parent = os.path.dirname(os.path.abspath(target_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging_dir = tempfile.mkdtemp(prefix=".preparing-", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging_dir = tempfile.mkdtemp(prefix=".preparing-", dir=parent)
+    except OSError as error:
+        raise InputError(f"{parent}: cannot create the dataset's folder there ({error.strerror}); "
+                         "pass another --dataset-root") from None
     try:
         count = write(staging_dir)
         os.chmod(staging_dir, 0o755)  # mkdtemp makes it private; a dataset folder is for everyone to read.

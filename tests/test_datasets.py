@@ -113,3 +113,18 @@ def test_prepare_digits_writes_the_bundled_scikit_learn_digits(tmp_path):
     image = cv2.imread(str(train_dir / "0" / sorted(os.listdir(train_dir / "0"))[0]), cv2.IMREAD_UNCHANGED)
     assert image.shape == (32, 32) and image.max() > 200  # Gray, scaled up, ink at full strength.
     assert stat.S_IMODE((tmp_path / "digits").stat().st_mode) == 0o755  # Readable by all, like any folder made with umask 022.
+
+
+def test_prepare_refuses_labels_out_of_range_and_a_root_that_is_a_file_in_one_line(tmp_path, capsys):
+    from conftest import fails_with
+
+    rng = np.random.default_rng(2)
+    for split, count in (("train", 4), ("t10k", 2)):
+        write_idx(str(tmp_path / f"{split}-images-idx3-ubyte.gz"), rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
+        write_idx(str(tmp_path / f"{split}-labels-idx1-ubyte.gz"), np.full(count, 3, np.uint8))
+    (tmp_path / "a_file").write_text("")
+    line = fails_with(prepare_dataset, ["mnist", "--source", str(tmp_path), "--dataset-root", str(tmp_path / "a_file")], capsys)
+    assert "a_file: cannot create the dataset's folder there" in line
+    write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), np.array([3, 12], np.uint8))
+    line = fails_with(prepare_dataset, ["mnist", "--source", str(tmp_path), "--dataset-root", str(tmp_path / "out")], capsys)
+    assert "t10k-labels-idx1-ubyte.gz: not a list of labels 0 to 9" in line
