@@ -58,5 +58,3 @@ class VICReg(keras.losses.Loss):
     def get_config(self):
         return super().get_config() | {"invariance": self.invariance, "variance": self.variance, "covariance": self.covariance}
 
-
-INVARIANCE_LOSSES = {"nt-xent": NTXent, "vicreg": VICReg}
