@@ -4,7 +4,7 @@ import json
 import os
 
 import config
-from imsearch import cli
+from imsearch import cli, console
 
 figures, image_folders, index, metrics, model, safeio, training, vectors = cli.lazy_modules(
     "figures", "image_folders", "index", "metrics", "model", "safeio", "training", "vectors")
@@ -21,7 +21,8 @@ def report_retrieval(settings, autoencoder):
         encoder, feature_index, settings.queries_dir, settings.metric, settings.encode_batch_size,
         settings.diffusion,
     )
-    print(f"\nretrieval: {results['queries']} queries against {results['database']} indexed images")
+    console.log(f"retrieval: {results['queries']} queries against {results['database']} indexed images")
+    print()  # A blank line between the two tables.
     print("method\t" + "\t".join(metrics.METRIC_NAMES))
     for method in ("autoencoder", "pixels_euclidean", "pixels_cosine"):
         print(method + "\t" + "\t".join(f"{results[method][name]:.4f}" for name in metrics.METRIC_NAMES))

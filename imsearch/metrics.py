@@ -119,7 +119,8 @@ def majority_vote(labels):
 def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_size, diffusion=False):
     """Retrieval metrics of the suite's search and of raw pixels (Euclidean, cosine) for a labelled query folder."""
     if feature_index.labels is None:
-        raise InputError("the index has no labels (its images are not in class subfolders); index a labelled folder")
+        raise InputError(f"the index of {feature_index.dataset_dir} has no labels (its images are not in class subfolders); "
+                         "index a labelled folder")
     relative_paths, labels = image_folders.list_images(queries_dir)
     if labels is None:
         raise InputError(f"{queries_dir}: queries need class subfolders (<class>/<image>) to be scored")

@@ -7,6 +7,7 @@ refused with one line where it is not (a search-only install).
 
 import importlib.util
 import os
+import zipfile
 
 import numpy as np
 
@@ -43,6 +44,8 @@ def open_session(export_path):
 
 def rebuild_export(model_path, export_path, reason):
     """Export the model's encoder to ONNX with TensorFlow; InputError where TensorFlow is not installed."""
+    if not zipfile.is_zipfile(model_path):  # Every .keras file is a zip archive: refuse anything else before TensorFlow starts.
+        raise InputError(f"{model_path}: not a loadable autoencoder (not a Keras archive); pass --model with a model train.py wrote")
     if importlib.util.find_spec("tensorflow") is None:
         raise InputError(f"{export_path}: {reason}, and this install has no TensorFlow to make it: copy it from where "
                          f"{os.path.basename(model_path)} was trained, or run index_dataset.py once where TensorFlow "

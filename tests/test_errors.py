@@ -66,8 +66,10 @@ def test_missing_model(tmp_path, capsys):
 
 def test_model_that_is_a_text_file(tmp_path, capsys):
     (tmp_path / "model.keras").write_text("hello")
-    line = fails_with(search, ["--model", str(tmp_path / "model.keras"), "x.png"], capsys)
-    assert "model.keras: not a loadable autoencoder" in line
+    with pytest.raises(SystemExit):
+        search.main(["--model", str(tmp_path / "model.keras"), "x.png"])
+    err = capsys.readouterr().err  # One line: refused before an export is tried.
+    assert err.count("\n") == 1 and "model.keras: not a loadable autoencoder" in err, err
 
 
 def test_model_that_is_another_keras_model(tmp_path, capsys):
