@@ -105,7 +105,7 @@ class Run:
         previous = index.load_index(self.index_path, self.encoder, safeio.sha256_of_file(self.model_path))
         report = indexing.index_folder(
             self.encoder, previous.model_sha256, previous.dataset_dir, self.index_path, BATCH_SIZE, previous,
-            histograms=previous.histograms, compact_above=2 if previous.compact else previous.count + 2 ** 40,
+            shard=None if previous.shard is None else indexing.parse_shard(previous.shard), histograms=previous.histograms, compact_above=2 if previous.compact else previous.count + 2 ** 40,
             approximate="always" if previous.approximate_metric else "never",
             diffusion=previous.neighbours is not None, metric=previous.approximate_metric or "cosine",
         )

@@ -197,7 +197,7 @@ def make_callbacks(settings, model_path, record, autoencoder, resume_dir, histor
         keras.callbacks.TerminateOnNaN(),
     ]
     if settings.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=settings.early_stopping_patience))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=settings.early_stopping_patience))
     return callbacks
 
 

@@ -75,3 +75,15 @@ def test_duplicates_and_update(run_folder, tmp_path):
     report = opened.update()
     assert (report.images, report.encoded) == (16, 1)
     assert opened.search(str(copy_folder / "retina.jpg"), top_k=1)[0][0].path == str(copy_folder / "retina-again.jpg")
+
+
+def test_update_keeps_a_shard_a_shard(run_folder, tmp_path):
+    run, folder = run_folder
+    shard_run = tmp_path / "run"
+    shutil.copytree(run, shard_run)
+    index_path = str(shard_run / "shard0.pkl")
+    index_dataset.main(["--dataset", str(folder), "--output", str(shard_run), "--index", index_path, "--shard", "0/2"])
+    opened = imsearch.open_run(str(shard_run), index_path=index_path)
+    before = len(opened.index.paths)
+    report = opened.update()
+    assert opened.index.shard == "0/2" and report.images == before == len(opened.index.paths)

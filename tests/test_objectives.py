@@ -92,6 +92,13 @@ def test_reconstruction_objective_still_trains_and_loads(gray_dataset, tmp_path)
         assert json.load(file)["objective"] == "reconstruction"
 
 
+def test_early_stopping_watches_the_views_objectives_reconstruction(gray_dataset, tmp_path):
+    output_dir = tmp_path / "run"
+    train.main(["--dataset", str(gray_dataset / "train"), "--output", str(output_dir), "--epochs", "2", "--batch-size", "16",
+                "--latent-dim", "16", "--filters", "8", "16", "--early-stopping-patience", "1"])
+    assert model.load_autoencoder(str(output_dir / config.MODEL_FILE)).output_shape == (None, 28, 28, 1)
+
+
 def test_views_objective_saves_the_plain_autoencoder(gray_model):
     autoencoder = model.load_autoencoder(str(gray_model / config.MODEL_FILE))
     assert autoencoder.input_shape == (None, 28, 28, 1) and autoencoder.output_shape == (None, 28, 28, 1)
