@@ -98,9 +98,10 @@ def read_for_display(path, missing):
 
 
 def report_duplicates(settings, index_paths):
-    """Print every verified duplicate pair of the index, the file to keep first, closest first; show the sets in --html.
+    """Print each copy of a picture once, beside the file of its set to keep (sets largest first); show the sets in --html.
 
     Each line: keep<TAB>copy<TAB>histogram distance<TAB>pixel correlation<TAB>share of differing cells<TAB>alignment.
+    Removing every file of the second column keeps one file of each picture (duplicates.copies_to_remove).
     """
     feature_index = index.load_indexes(index_paths)
     if not feature_index.histograms:
@@ -111,7 +112,7 @@ def report_duplicates(settings, index_paths):
         print(f"{console.escape(display_path(hit_path(feature_index, pair.keep)))}\t{console.escape(display_path(hit_path(feature_index, pair.copy)))}"
               f"\t{pair.distance:.6f}\t{pair.verdict.correlation:.4f}\t{pair.verdict.differing:.4f}\t{pair.verdict.alignment}")
     sys.stdout.flush()
-    console.log(f"{len(pairs)} duplicate pairs in {len(sets)} sets among {feature_index.count} images")
+    console.log(f"{len(pairs)} copies in {len(sets)} sets among {feature_index.count} images")
     if settings.html_path:
         missing = []
         def member(row, caption):
@@ -119,7 +120,8 @@ def report_duplicates(settings, index_paths):
         sections = [gallery.duplicate_section(number, member(found.keep, "keep"), [member(row, "copy") for row in found.copies])
                     for number, found in enumerate(sets, start=1)]
         gallery.write_gallery(settings.html_path, sections, f"{len(sets)} sets of duplicates: in each, every copy shows the same "
-                              "picture as the file to keep (the largest, then the least compressed, then the oldest).",
+                              "picture as the file to keep (the one no other holds more of, then the largest, lossless, the least "
+                              "compressed, the oldest).",
                               title="Duplicates")
         report_missing(missing)
 

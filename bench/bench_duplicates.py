@@ -174,9 +174,14 @@ def suite_duplicates(folder, run_dir):
         run_script(["search.py", "--output", run_dir, "--duplicates", "--html", page], stdout=output)
     seconds = time.perf_counter() - start
     with open(tsv) as file:
-        # The scripts ran in the repository, so their paths are relative to it.
-        found = {tuple(sorted(os.path.relpath(os.path.join(REPOSITORY_DIR, path), folder) for path in line.split("\t")[:2]))
-                 for line in file if line.strip()}
+        # The scripts ran in the repository, so their paths are relative to it. Each line is a copy beside its set's
+        # keeper, and a set's copies are copies of each other too: every pair of a set is found.
+        members = {}
+        for line in file:
+            if line.strip():
+                keep, copy = (os.path.relpath(os.path.join(REPOSITORY_DIR, path), folder) for path in line.split("\t")[:2])
+                members.setdefault(keep, [keep]).append(copy)
+    found = {tuple(sorted(pair)) for group in members.values() for pair in itertools.combinations(group, 2)}
     with open(page) as file:
         sections = file.read().split("<section")[1:]
     sets = [[os.path.relpath(os.path.join(REPOSITORY_DIR, html.unescape(path)), folder)

@@ -94,7 +94,7 @@ class Run:
         return hits
 
     def duplicates(self, max_distance=0.4):
-        """Every verified pair of copies of one picture in the index, closest first, as search.py --duplicates finds them."""
+        """Each copy of a picture in the index once, beside the file to keep, as search.py --duplicates prints them."""
         if not self.index.histograms:
             raise InputError(f"{self.index_path}: holds no histograms (indexed with --no-histograms), which duplicates compares")
         pairs, _ = duplicates.find_duplicates(self.index, max_distance, BATCH_SIZE)

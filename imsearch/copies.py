@@ -82,6 +82,7 @@ class Verdict:
     correlation: float
     differing: float  # share of cells that differ
     alignment: str  # "frame", "mirrored frame", "features", "mirrored features" or "none"
+    coverage: tuple = (1.0, 1.0)  # share of each picture (in compare's order) inside the overlap: below 1 where cropped away
 
 
 # The verdict on a pair nothing could align (or one that cannot be read).
@@ -122,7 +123,8 @@ def orb_features(picture, mirrored):
 
 
 def aligned_difference(first, second, transform):
-    """(correlation, share of differing cells) of first's pixels and second's mapped into first's frame, or None.
+    """(correlation, share of differing cells, (first's share, second's share) inside the overlap) of first's pixels
+    and second's mapped into first's frame, or None.
 
     None unless one picture lies mostly within the other (CONTAINED_SHARE) and the overlap keeps
     LEAST_OVERLAP_SHARE of the larger. The transform is refined by ECC first: a feature match is only
@@ -141,11 +143,12 @@ def aligned_difference(first, second, transform):
     inside = cv2.warpAffine(np.ones_like(second.gray), transform, (width, height), flags=cv2.INTER_LINEAR) > 0.999
     overlap = int(inside.sum())
     second_area = second.gray.size * scale * scale  # In first's pixels.
-    shares = sorted((overlap / first.gray.size, overlap / second_area))
+    coverage = (min(1.0, overlap / first.gray.size), min(1.0, overlap / second_area))
+    shares = sorted(coverage)
     if shares[1] < CONTAINED_SHARE or shares[0] < LEAST_OVERLAP_SHARE or overlap < 16:
         return None
     # Cells of at least two of the smaller picture's pixels: finer ones would judge its resampling.
-    return tone_matched(first_gray, warped, inside, smallest_cell=max(2, round(2 * scale)))
+    return (*tone_matched(first_gray, warped, inside, smallest_cell=max(2, round(2 * scale))), coverage)
 
 
 def refined(first, second, transform):
@@ -193,7 +196,16 @@ def tone_matched(first, second, inside, smallest_cell=2):
     curve_x, curve_y = second_means[order], isotonic_regression(first_means[order]).x
     # A cell differs by CELL_DIFFERENCE gray levels, or less in a low-contrast picture, where that would be most of its range.
     threshold = min(CELL_DIFFERENCE, max(SMALLEST_CELL_DIFFERENCE, CELL_DIFFERENCE_SPREAD * first[unclipped].std()))
-    differing = float((np.abs(first_means[order] - curve_y) > threshold).mean())
+    differs = np.zeros(full.shape, bool)
+    differs.reshape(-1)[np.flatnonzero(full)[order]] = np.abs(first_means[order] - curve_y) > threshold
+    # White in one picture only is evidence where the other is darker than the brightest tones they share:
+    # brightening clips bright pixels, never dark ones, while ink, a stamp or a caption added on white shows here.
+    first_white, second_white = first >= 255 - CLIPPED_LEVELS, second >= 255 - CLIPPED_LEVELS
+    second_in_first_tones = np.interp(second, curve_x, curve_y)
+    shortfall = np.where(inside & second_white & ~first_white, np.maximum(curve_y[-1] - first, 0), 0) \
+        + np.where(inside & first_white & ~second_white, np.maximum(curve_y[-1] - second_in_first_tones, 0), 0)
+    added = (cell_means(inside.astype(np.float32)) > 0.999) & (cell_means(shortfall) > threshold)
+    differing = float((differs | added)[full | added].mean())
     # An edit stretches or squeezes contrast a little: two pictures of a few flat regions laid out alike
     # (a wall and a door) map onto each other by some increasing curve, but only by a strong one.
     spreads = first[unclipped].std(), second[unclipped].std()
@@ -281,16 +293,17 @@ def compare(first, second):
     for transforms in (frame_transforms, feature_transforms):
         for alignment, transform in transforms(first, second):
             # The smaller picture is brought up to the larger: shrinking by warpAffine would alias.
-            if abs(np.linalg.det(transform[:, :2])) < 1:
+            swapped = abs(np.linalg.det(transform[:, :2])) < 1
+            if swapped:
                 compared = aligned_difference(second, first, cv2.invertAffineTransform(transform))
             else:
                 compared = aligned_difference(first, second, transform)
             if compared is None:
                 continue
-            correlation, differing = compared
+            correlation, differing, coverage = compared
             copy = correlation >= COPY_CORRELATION and differing <= DIFFERING_SHARE
             if (copy, -differing, correlation) > (best.copy, -best.differing, best.correlation):
-                best = Verdict(copy, correlation, differing, alignment)
+                best = Verdict(copy, correlation, differing, alignment, coverage[::-1] if swapped else coverage)
         if best.copy:  # The whole frame agrees: no need to match features.
             return best
     return best

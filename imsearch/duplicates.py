@@ -1,13 +1,19 @@
 """Duplicates in an index: candidate pairs close by their histograms, kept where their pixels show one picture, grouped into sets."""
 
 import dataclasses
+import os
 
 import numpy as np
 
-from imsearch import console, copies, descriptors, encoding, graph, image_folders, vectors
+from imsearch import console, copies, descriptors, encoding, formats, graph, image_folders, vectors
 
 # Candidate pairs screened at once: bounds the screen's memory at 60,000 images.
 SCREEN_BATCH = 50_000
+# Formats that store every pixel as it was: kept before a lossy copy of the same resolution, however small.
+LOSSLESS_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", *formats.RAW_EXTENSIONS)
+# A copy is a crop of the other when at least this share of it lies in their overlap and less than
+# CROPPED_COVERAGE of the other does: the other holds more of the picture and is kept, whatever the resolutions.
+WHOLE_COVERAGE, CROPPED_COVERAGE = 0.97, 0.9
 
 
 def histogram_features(feature_index, batch_size):
@@ -76,46 +82,64 @@ class Pictures:
 
     def __init__(self, feature_index):
         self.paths = image_folders.full_paths(feature_index.dataset_dir, feature_index.paths)
-        self.pictures, self.unreadable, self.verdicts = {}, [], {}
+        self.pictures, self.unreadable, self.verdicts, self.files = {}, [], {}, {}
+        self.crops = set()  # Rows verified to be a crop of another picture: never kept before it.
 
     def picture(self, row):
         """The Picture of an index row, or None when its file can no longer be read."""
         if row not in self.pictures:
             try:
                 self.pictures[row] = copies.read_picture(self.paths[row])
-            except image_folders.UnreadableImage:
+                status = os.stat(self.paths[row])
+                self.files[row] = (status.st_dev, status.st_ino)
+            except (image_folders.UnreadableImage, OSError):
                 self.pictures[row] = None
                 self.unreadable.append(self.paths[row])
         return self.pictures[row]
 
     def keeper_order(self, row):
-        """Sort key of the file to keep: the largest resolution, then the least compressed, then the oldest."""
+        """Sort key of the file to keep: not a crop of another, not a link, the largest resolution, lossless, the least
+        compressed, the oldest."""
         picture = self.picture(row)
-        return (-picture.pixels, -picture.file_bytes / picture.pixels, picture.modified_ns, self.paths[row])
+        return (row in self.crops, os.path.islink(self.paths[row]), -picture.pixels,
+                not self.paths[row].lower().endswith(LOSSLESS_EXTENSIONS),
+                -picture.file_bytes / picture.pixels, picture.modified_ns, self.paths[row])
 
     def verdict(self, first, second):
-        """copies.compare on two rows (either order), or a negative Verdict when either cannot be read."""
+        """copies.compare on two rows (either order), or a negative Verdict when either cannot be read or both are one file."""
         key = (min(first, second), max(first, second))
         if key not in self.verdicts:
             pictures = self.picture(key[0]), self.picture(key[1])
-            self.verdicts[key] = (copies.compare(*pictures) if None not in pictures
+            # Two paths of one file (a link, a hard link) are no copy: deleting either would lose the picture or free nothing.
+            same_file = None not in pictures and self.files[key[0]] == self.files[key[1]]
+            self.verdicts[key] = (copies.compare(*pictures) if None not in pictures and not same_file
                                   else copies.NO_COPY)
         return self.verdicts[key]
+
+    def note_crop(self, first, second, verdict):
+        """Remember which of a verified pair (first, second as verdict compared them) is a crop of the other, if either."""
+        for row, own, other in ((first, *verdict.coverage), (second, *verdict.coverage[::-1])):
+            if own >= WHOLE_COVERAGE and other < CROPPED_COVERAGE:
+                self.crops.add(row)
 
 
 def verified_pairs(pictures, candidates, distances):
     """The DuplicatePairs among candidate pairs (rows (P, 2), histogram distances (P,)) that copies.compare confirms."""
     candidates, distances = screened(pictures, candidates, distances)
     console.log(f"comparing the pixels of {len(candidates)} candidate pairs")
-    found = []
+    verified = []
     with console.progress(len(candidates), "comparing", unit="pair") as bar:
         for (first, second), distance in zip(candidates, distances):
-            verdict = pictures.verdict(int(first), int(second))
+            first, second = int(first), int(second)
+            verdict = pictures.verdict(first, second)
             if verdict.copy:
-                keep, copy = sorted((int(first), int(second)), key=pictures.keeper_order)
-                found.append(DuplicatePair(keep, copy, float(distance), verdict))
+                low, high = min(first, second), max(first, second)  # The order verdict compared them in.
+                pictures.note_crop(low, high, verdict)
+                verified.append((first, second, float(distance), verdict))
             bar.update(1)
-    return found
+    # Oriented once every crop is known: which to keep depends on them.
+    return [DuplicatePair(*sorted((first, second), key=pictures.keeper_order), distance, verdict)
+            for first, second, distance, verdict in verified]
 
 
 def screened(pictures, candidates, distances):
@@ -162,12 +186,27 @@ def duplicate_sets(pictures, pairs):
     return sorted(sets, key=lambda found: (-len(found.copies), found.keep))
 
 
+def copies_to_remove(pairs, sets):
+    """The DuplicatePairs of each set's keeper with each of its copies, sets largest first, copies closest first.
+
+    Each file appears at most once as a copy and never as the keeper of another set: removing every copy
+    listed keeps one file of each picture. Verified pairs between two copies of one set are implied, and a
+    pair that chains two sets (a~b, b~c, where a and c are no copies) is left out.
+    """
+    by_rows = {frozenset((pair.keep, pair.copy)): pair for pair in pairs}
+    return [by_rows[frozenset((found.keep, row))] for found in sets for row in found.copies]
+
+
 def find_duplicates(feature_index, max_distance, batch_size):
-    """(DuplicatePairs closest first, DuplicateSets largest first) of an index: candidates by histogram, verified by pixels."""
+    """(the copies to remove as DuplicatePairs with their keepers, DuplicateSets largest first) of an index.
+
+    Candidates are found by histogram and verified by pixels; see copies_to_remove for the pairs.
+    """
     candidates, distances = candidate_pairs(feature_index, max_distance, batch_size)
     pictures = Pictures(feature_index)
     pairs = verified_pairs(pictures, candidates, distances)
     sets = duplicate_sets(pictures, pairs)
+    pairs = copies_to_remove(pairs, sets)
     if pictures.unreadable:
         console.warn(f"left out {len(pictures.unreadable)} indexed image(s) that could not be read, first: "
                      f"{pictures.unreadable[0]}; refresh the index with index_dataset.py --update")
