@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import functools
 import importlib.util
+import math
 import os
 import sys
 
@@ -77,6 +78,11 @@ def parse_config(parser, argv):
 
 def find_invalid_value(settings):
     """Describe the first nonsensical setting, or return None when all make sense."""
+    for field in dataclasses.fields(settings):
+        values = getattr(settings, field.name)
+        # Every comparison with NaN is false: each check below would let it through.
+        if any(isinstance(value, float) and not math.isfinite(value) for value in (values if isinstance(values, tuple) else (values,))):
+            return f"{flag_name(field.name)} must be a finite number, got {values}"
     for name in POSITIVE_FIELDS:
         if getattr(settings, name) <= 0:
             return f"{flag_name(name)} must be positive, got {getattr(settings, name)}"

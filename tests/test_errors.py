@@ -136,6 +136,7 @@ def test_no_queries_is_a_usage_error(capsys):
     (["--channels", "2"], "invalid choice"),
     (["--loss", "hinge"], "invalid choice"),
     (["--epo", "3"], "unrecognized arguments"),
+    (["--learning-rate", "nan"], "--learning-rate must be a finite number, got nan"),
 ])
 def test_nonsense_flags(flags, message, capsys):
     assert message in fails_with(train, flags, capsys)
