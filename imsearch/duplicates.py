@@ -163,10 +163,11 @@ def screened(pictures, candidates, distances):
 
 
 def duplicate_sets(pictures, pairs):
-    """DuplicateSets from verified pairs: around each keeper in keeper order, every copy that is also a copy of the set's other members.
+    """DuplicateSets from verified pairs: around each keeper in keeper order, every copy verified against it not yet in a set.
 
-    Sets never chain: a~b and b~c put a and c in one set only when a~c holds too (compared here if it was
-    not a candidate), so a set can be acted on as a whole.
+    Sets never chain: a~b and b~c put c in a's set only when a~c was verified too, so removing every copy of
+    a set keeps a picture that each of them shows. A file is a member of one set at most, and never the
+    keeper of another.
     """
     linked = {}
     for pair in pairs:
@@ -176,10 +177,8 @@ def duplicate_sets(pictures, pairs):
     for keep in sorted(linked, key=pictures.keeper_order):
         if keep in taken:
             continue
-        members = []
-        for row in sorted(linked[keep], key=lambda row: -pictures.verdict(keep, row).correlation):
-            if row not in taken and all(pictures.verdict(row, member).copy for member in members):
-                members.append(row)
+        members = [row for row in sorted(linked[keep], key=lambda row: -pictures.verdict(keep, row).correlation)
+                   if row not in taken]
         if members:
             taken.update([keep, *members])
             sets.append(DuplicateSet(keep, tuple(members)))
@@ -190,8 +189,8 @@ def copies_to_remove(pairs, sets):
     """The DuplicatePairs of each set's keeper with each of its copies, sets largest first, copies closest first.
 
     Each file appears at most once as a copy and never as the keeper of another set: removing every copy
-    listed keeps one file of each picture. Verified pairs between two copies of one set are implied, and a
-    pair that chains two sets (a~b, b~c, where a and c are no copies) is left out.
+    listed keeps one file of each picture. A verified pair of two copies, or of a copy and a file outside its
+    set (a~b, b~c, where a~c was not verified), is left out.
     """
     by_rows = {frozenset((pair.keep, pair.copy)): pair for pair in pairs}
     return [by_rows[frozenset((found.keep, row))] for found in sets for row in found.copies]
