@@ -72,7 +72,7 @@ class Config:
     approximate_above: int = option(200_000, "index size from which auto builds the approximate index; exact search is fast enough below")
     compact_above: int = option(10_000, "index size from which features are stored projected onto their principal components in float16, so each image takes compact_length * 2 bytes; smaller indexes keep every feature")
     compact_length: int = option(256, "numbers kept per image in a compact index")
-    update: bool = option(False, "re-encode only new or changed images (path, size, mtime) and drop deleted ones")
+    update: bool = option(False, "re-encode only new or changed images (path, size, mtime) of the folder the index was made of (or --dataset, where it has moved) and drop deleted ones")
     workers: int = option(0, "encode the folder on this many Ray workers, one shard each, merged into one index; 0 encodes here")
     ray_address: str = option("", "the Ray cluster --workers runs on (auto, or ray://host:10001); empty starts one on this machine")
     shard: str = option("", "encode only shard i of n (as i/n, 0-based) so machines can index a folder in parallel")

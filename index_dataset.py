@@ -1,5 +1,6 @@
 """Encode every image of a folder with the trained encoder and save the feature index."""
 
+import dataclasses
 import os
 
 import config
@@ -30,6 +31,9 @@ def main(argv=None):
             previous = index.load_index(settings.index_path, encoder, model_sha256)
         except InputError as problem:  # Another model or an older format: nothing in it can be reused.
             console.note(f"{str(problem).split(';')[0]}; encoding every image anew")
+    if previous is not None and not cli.was_given(argv, "--dataset"):
+        # --update refreshes the folder the index was made of; a new place for it is given with --dataset.
+        settings = dataclasses.replace(settings, dataset_dir=previous.dataset_dir)
     encoded_index = None
     if settings.workers:
         encoded_index = distributed.build_index_on_ray(settings.dataset_dir, settings.model_path, model_sha256, settings.workers,

@@ -76,6 +76,12 @@ def parse_config(parser, argv):
     return settings, namespace
 
 
+def was_given(argv, flag):
+    """Whether a flag is on the command line (argv, or sys.argv's when None), alone or as flag=value."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return any(argument == flag or argument.startswith(flag + "=") for argument in arguments)
+
+
 def find_invalid_value(settings):
     """Describe the first nonsensical setting, or return None when all make sense."""
     for field in dataclasses.fields(settings):

@@ -248,3 +248,12 @@ def test_an_update_that_changes_nothing_keeps_the_spectrum_without_finding_it_ag
     assert (report.encoded, report.relinked) == (0, 0) and not found
     assert np.array_equal(after.diffusion_basis, before.diffusion_basis)
     assert np.array_equal(after.diffusion_eigenvalues, before.diffusion_eigenvalues)
+
+
+def test_update_without_dataset_refreshes_the_indexed_folder(gray_model, gray_dataset, tmp_path, monkeypatch, capsys):
+    folder, index_path, model_path = indexed_copy(gray_model, gray_dataset, tmp_path)
+    os.remove(folder / "disc" / "000.png")
+    monkeypatch.chdir(tmp_path)  # Where the default --dataset does not exist: only the index's own folder is read.
+    report = index_dataset.main(["--model", str(model_path), "--index", str(index_path), "--update"])
+    assert (report.images, report.encoded) == (47, 0)
+    assert index.load_index(str(index_path)).dataset_dir == os.path.abspath(folder)
