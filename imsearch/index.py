@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import operator
 import os
 
 import numpy as np
@@ -17,6 +18,13 @@ METRICS = ("euclidean", "cosine")
 
 class MalformedIndex(ValueError):
     """A FeatureIndex whose fields do not fit together; the message says which."""
+
+
+def paths_within_folder(paths):
+    """Whether relative paths are sorted, distinct and each inside its folder: none empty, absolute, with '..' or NUL."""
+    outside = any(not path or path[0] == "/" or "\0" in path or path == ".." or path.startswith("../") or "/../" in path
+                  or path.endswith("/..") for path in paths)
+    return not outside and all(map(operator.lt, paths, paths[1:]))
 
 
 @dataclasses.dataclass
@@ -51,7 +59,7 @@ class FeatureIndex:
             self.stamps = self.stamps.astype(np.int64, copy=False)
         if isinstance(self.features, np.ndarray) and self.features.dtype.kind == "f":
             self.features = self.features.astype(np.float32, copy=False)
-        for name in ("projection_mean", "projection_basis", "diffusion_basis", "diffusion_eigenvalues"):
+        for name in ("neighbour_similarities", "projection_mean", "projection_basis", "diffusion_basis", "diffusion_eigenvalues"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray) and value.dtype.kind == "f":
                 setattr(self, name, value.astype(np.float32, copy=False))
@@ -63,8 +71,10 @@ class FeatureIndex:
         """What does not fit together, or None."""
         count = len(self.paths) if isinstance(self.paths, list) else -1
         checks = (
-            (isinstance(self.dataset_dir, str), "dataset_dir is not a path"),
+            (isinstance(self.dataset_dir, str) and os.path.isabs(self.dataset_dir) and "\0" not in self.dataset_dir,
+             "dataset_dir is not an absolute path"),
             (count >= 0 and all(isinstance(path, str) for path in self.paths), "paths are not a list of strings"),
+            (count < 0 or paths_within_folder(self.paths), "paths are not sorted, distinct and inside dataset_dir"),
             (self.labels is None or (isinstance(self.labels, list) and len(self.labels) == count
                                      and all(label is None or isinstance(label, str) for label in self.labels)),
              "labels do not match its paths"),
@@ -72,8 +82,10 @@ class FeatureIndex:
              "stamps do not match its paths"),
             (isinstance(self.features, np.ndarray) and self.features.ndim == 2 and self.features.shape[0] == count
              and self.features.dtype == np.float32, "features do not match its paths"),
+            (not isinstance(self.features, np.ndarray) or bool(np.isfinite(self.features).all()), "features are not all finite"),
             (isinstance(self.model_sha256, str), "model_sha256 is not a string"),
-            (type(self.image_size) is int and self.image_size > 0 and type(self.channels) is int and self.channels in (1, 3), "bad image shape"),
+            (type(self.image_size) is int and 8 <= self.image_size <= 1024 and type(self.channels) is int and self.channels in (1, 3),
+             "bad image shape"),
             (type(self.histograms) is bool, "histograms is not a boolean"),
             (self.shard is None or isinstance(self.shard, str), "shard is not a string"),
             (self.graph_problem() is None, self.graph_problem()),
@@ -94,8 +106,9 @@ class FeatureIndex:
         well_formed = (
             isinstance(neighbours, np.ndarray) and isinstance(similarities, np.ndarray)
             and neighbours.ndim == 2 and neighbours.shape == similarities.shape and neighbours.shape[0] == count
-            and neighbours.dtype.kind == "i" and similarities.dtype.kind == "f"
+            and neighbours.dtype.kind == "i" and similarities.dtype == np.float32
             and (neighbours.size == 0 or (neighbours.min() >= 0 and neighbours.max() < count))
+            and bool((np.abs(similarities) <= 1.001).all())  # Cosine similarities; False for NaN too.
         )
         return None if well_formed else "neighbour graph does not match its paths"
 
@@ -107,6 +120,7 @@ class FeatureIndex:
         well_formed = (
             isinstance(mean, np.ndarray) and isinstance(basis, np.ndarray) and mean.dtype == np.float32
             and basis.dtype == np.float32 and mean.ndim == 1 and basis.shape == (len(mean), getattr(self.features, "shape", (0, -1))[-1])
+            and bool(np.isfinite(mean).all()) and bool(np.isfinite(basis).all())
         )
         return None if well_formed else "projection does not match its features"
 
@@ -162,7 +176,9 @@ class FeatureIndex:
             raise MalformedIndex("not an index of this suite")
         version = saved["format_version"]
         if not (type(version) is int and version in READABLE_VERSIONS):
-            raise MalformedIndex(f"index format {version!r}, expected {FORMAT_VERSION}")
+            # Only a small number is shown: a huge or deeply nested one cannot even be printed.
+            shown = version if type(version) is int and abs(version) < 10**6 else "of another kind"
+            raise MalformedIndex(f"index format {shown}, expected {FORMAT_VERSION}")
         names = {field.name for field in dataclasses.fields(cls)}
         required = {field.name for field in dataclasses.fields(cls) if field.default is dataclasses.MISSING}
         if not required <= saved.keys() or not saved.keys() - {"format_version"} <= names:

@@ -149,6 +149,17 @@ def test_keras_file_that_is_a_zip_of_junk(tmp_path, capsys):
                             "diffusion_eigenvalues": np.full(4, np.nan, np.float32)}, "the graph's spectrum does not match"),
     (lambda saved: saved | {"diffusion_basis": np.zeros((len(saved["paths"]), 4), np.float16),
                             "diffusion_eigenvalues": np.full(4, 1.5, np.float32)}, "the graph's spectrum does not match"),
+    (lambda saved: saved | {"paths": ["../../outside.png", *saved["paths"][1:]]}, "paths are not sorted, distinct and inside"),
+    (lambda saved: saved | {"paths": ["/etc/passwd", *saved["paths"][1:]]}, "paths are not sorted, distinct and inside"),
+    (lambda saved: saved | {"paths": saved["paths"][::-1]}, "paths are not sorted, distinct and inside"),
+    (lambda saved: saved | {"dataset_dir": "relative/folder"}, "dataset_dir is not an absolute path"),
+    (lambda saved: saved | {"dataset_dir": "/tmp/a\0b"}, "dataset_dir is not an absolute path"),
+    (lambda saved: saved | {"features": np.full_like(saved["features"], np.nan)}, "features are not all finite"),
+    (lambda saved: saved | {"features": np.full_like(saved["features"], np.inf)}, "features are not all finite"),
+    (lambda saved: saved | {"neighbour_similarities": np.full_like(saved["neighbour_similarities"], np.nan)},
+     "neighbour graph does not match its paths"),
+    (lambda saved: saved | {"image_size": 10**6}, "bad image shape"),
+    (lambda saved: saved | {"format_version": 10**5000}, f"index format of another kind, expected {index.FORMAT_VERSION}"),
 ])
 def test_malformed_index(change, message, gray_model, gray_index, tmp_path, capsys):
     with open(gray_index, "rb") as file:
