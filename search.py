@@ -1,5 +1,6 @@
 """Find the images of an index most similar to query images; one tab-separated line per hit."""
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -76,7 +77,8 @@ def clear_earlier_pictures(output_dir):
     earlier = [name for name in os.listdir(output_dir) if re.fullmatch(r"(query|results)_[0-9]+\.jpg", name)] \
         if os.path.isdir(output_dir) else []
     for name in earlier:
-        os.remove(os.path.join(output_dir, name))
+        with contextlib.suppress(FileNotFoundError):  # Another search in the same folder removed it first.
+            os.remove(os.path.join(output_dir, name))
     if earlier:
         console.note(f"replaced the {len(earlier)} pictures of an earlier search in {output_dir} (query_*.jpg, results_*.jpg)")
 
@@ -235,6 +237,9 @@ def main(argv=None):
                      "pass --no-diffusion to say so, or use the default cosine")
     encoder = runtime.open_encoder(settings.model_path)
     feature_index, approximate = load_indexes(index_paths, encoder, settings)
+    if not os.path.isdir(feature_index.dataset_dir):
+        console.warn(f"{feature_index.dataset_dir}: the indexed folder is gone, so the hits name files that are no longer "
+                     "there; if it moved, run index_dataset.py --update --dataset with its new place")
     report_hits(settings, encoder, feature_index, approximate, gather_queries(arguments.queries, settings, feature_index.dataset_dir))
 
 

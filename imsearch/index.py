@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 import operator
 import os
+import re
 
 import numpy as np
 
@@ -286,9 +287,24 @@ def merge_indexes(indexes, index_paths):
 
 
 def load_indexes(index_paths, encoder=None, model_sha256=None):
-    """The index at each path, loaded as load_index does, and shards merged into one."""
+    """The index at each path, loaded as load_index does, and shards merged into one (a warning when some are missing)."""
     indexes = [load_index(path, encoder, model_sha256) for path in index_paths]
+    warn_of_missing_shards([feature_index.shard for feature_index in indexes])
     return merge_indexes(indexes, index_paths) if len(indexes) > 1 else indexes[0]
+
+
+def warn_of_missing_shards(shards):
+    """Warn when shard indexes ("i/n") given together leave out some of their folder's shards."""
+    parsed = [tuple(int(part) for part in shard.split("/")) for shard in shards
+              if shard is not None and re.fullmatch(r"[0-9]+/[0-9]+", shard)]
+    counts = {count for _, count in parsed}
+    if len(counts) == 1:
+        count = counts.pop()
+        missing = sorted(set(range(count)) - {number for number, _ in parsed})
+        if missing:
+            console.warn(f"searching {len(parsed)} of the {count} shards of the folder: shard(s) "
+                         f"{', '.join(f'{number}/{count}' for number in missing[:5])}{', ...' if len(missing) > 5 else ''} "
+                         "not given; pass every --index of the run to search all its images")
 
 
 def load_index(index_path, encoder=None, model_sha256=None):

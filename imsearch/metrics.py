@@ -131,8 +131,21 @@ def compare_with_baselines(encoder, feature_index, queries_dir, metric, batch_si
     query_paths = image_folders.full_paths(queries_dir, relative_paths)
     query_features, mirrored_features, readable = encoding.encode_queries(encoder, query_paths, batch_size,
                                                                           feature_index.histograms)
-    query_paths = [path for path, ok in zip(query_paths, readable) if ok]
-    query_labels = [label for label, ok in zip(labels, readable) if ok]
+    if not readable.all():
+        console.warn(f"skipped {int((~readable).sum())} unreadable queries of {len(query_paths)}, first: "
+                     f"{query_paths[int(np.flatnonzero(~readable)[0])]}")
+    indexed_classes = set(feature_index.labels)
+    # A query of a class the index lacks has nothing relevant to find: its zero would only pull the means down.
+    scorable = readable & np.array([label in indexed_classes for label in labels], bool)
+    if (readable & ~scorable).any():
+        missing = sorted({label for label, ok in zip(labels, readable & ~scorable) if ok})
+        console.warn(f"skipped {int((readable & ~scorable).sum())} queries of classes the index does not have "
+                     f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})")
+    if not scorable.any():
+        raise InputError(f"{queries_dir}: no readable query of a class the index has; pass --queries with images of its classes")
+    query_paths = [path for path, ok in zip(query_paths, scorable) if ok]
+    query_labels = [label for label, ok in zip(labels, scorable) if ok]
+    query_features, mirrored_features = query_features[scorable[readable]], mirrored_features[scorable[readable]]
     exclude = ranking.rows_of_queries(feature_index, query_paths)
     console.log(f"scoring {len(query_paths)} queries against {feature_index.count} indexed images")
     database_labels = feature_index.labels

@@ -94,6 +94,16 @@ def test_shard_indexes_search_as_one(gray_model, gray_dataset, gray_index, tmp_p
     assert len(merged) == 8
     assert [line.split("\t")[3] for line in merged] == [line.split("\t")[3] for line in whole]
     assert np.allclose([float(line.split("\t")[2]) for line in merged], [float(line.split("\t")[2]) for line in whole], atol=1e-5)
+    assert "shards of the folder" not in errors
+    _, errors = run_search(capsys, model_path, shards[:2], query, top_k=8)
+    assert "searching 2 of the 3 shards of the folder: shard(s) 2/3 not given" in errors
+
+
+def test_a_moved_folder_is_named_in_a_warning(gray_model, gray_dataset, tmp_path, capsys):
+    folder, index_path, model_path = indexed_copy(gray_model, gray_dataset, tmp_path)
+    shutil.move(folder, tmp_path / "moved")
+    hits, errors = run_search(capsys, model_path, [index_path], gray_dataset / "test" / "disc" / "000.png", top_k=3)
+    assert len(hits) == 3 and f"{folder}: the indexed folder is gone" in errors
 
 
 def test_approximate_index_is_written_used_and_checked(gray_model, gray_dataset, gray_index, tmp_path, capsys):

@@ -378,3 +378,23 @@ def test_workers_without_ray_installed_is_one_line(gray_model, gray_dataset, tmp
     line = fails_with(index_dataset, ["--dataset", str(gray_dataset / "train"), "--model", str(gray_model / config.MODEL_FILE),
                                       "--index", str(tmp_path / "f.pkl"), "--workers", "2"], capsys)
     assert "--workers needs Ray, which this install lacks" in line
+
+
+def test_evaluate_skips_queries_it_cannot_score_and_says_so(gray_model, gray_index, gray_dataset, tmp_path, capsys):
+    import shutil
+
+    import evaluate
+    from conftest import fails_with
+
+    queries = tmp_path / "queries"
+    shutil.copytree(gray_dataset / "test" / "disc", queries / "disc")
+    (queries / "disc" / "broken.png").write_text("not an image")
+    shutil.copytree(gray_dataset / "test" / "cross", queries / "triangle")  # A class the index does not have.
+    flags = ["--model", str(gray_model / config.MODEL_FILE), "--index", str(gray_index), "--output", str(tmp_path)]
+    evaluate.main([*flags, "--queries", str(queries)])
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable queries of 7" in err and "skipped 3 queries of classes the index does not have (triangle)" in err
+    assert "retrieval: 3 queries against 48 indexed images" in err
+    shutil.rmtree(queries / "disc")
+    line = fails_with(evaluate, [*flags, "--queries", str(queries)], capsys)
+    assert "no readable query of a class the index has" in line
