@@ -100,11 +100,16 @@ class Run:
         pairs, _ = duplicates.find_duplicates(self.index, max_distance, BATCH_SIZE)
         return [Duplicate(self.path_of(pair.keep), self.path_of(pair.copy), float(pair.distance)) for pair in pairs]
 
-    def update(self):
-        """Index the indexed folder again, encoding only new and changed files, kept in the index's own form; an IndexingReport."""
+    def update(self, dataset_dir=""):
+        """Index the indexed folder (or dataset_dir, its new place) again, encoding only new and changed files, kept in
+        the index's own form; an IndexingReport."""
         previous = index.load_index(self.index_path, self.encoder, safeio.sha256_of_file(self.model_path))
+        dataset_dir = dataset_dir or previous.dataset_dir
+        if not os.path.isdir(dataset_dir):
+            raise InputError(f"{dataset_dir}: no such folder; if the indexed folder moved, pass its new place: "
+                             "update(dataset_dir=...)")
         report = indexing.index_folder(
-            self.encoder, previous.model_sha256, previous.dataset_dir, self.index_path, BATCH_SIZE, previous,
+            self.encoder, previous.model_sha256, os.fspath(dataset_dir), self.index_path, BATCH_SIZE, previous,
             shard=None if previous.shard is None else indexing.parse_shard(previous.shard), histograms=previous.histograms, compact_above=2 if previous.compact else previous.count + 2 ** 40,
             approximate="always" if previous.approximate_metric else "never",
             diffusion=previous.neighbours is not None, metric=previous.approximate_metric or "cosine",

@@ -75,6 +75,10 @@ def test_duplicates_and_update(run_folder, tmp_path):
     report = opened.update()
     assert (report.images, report.encoded) == (16, 1)
     assert opened.search(str(copy_folder / "retina.jpg"), top_k=1)[0][0].path == str(copy_folder / "retina-again.jpg")
+    shutil.move(copy_folder, tmp_path / "moved")
+    with pytest.raises(imsearch.InputError, match="pass its new place: update"):
+        opened.update()
+    assert opened.update(tmp_path / "moved").encoded == 0 and opened.index.dataset_dir == str(tmp_path / "moved")
 
 
 def test_update_keeps_a_shard_a_shard(run_folder, tmp_path):
