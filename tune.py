@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import random
+import shlex
 
 import config
 from imsearch import InputError, cli, console
@@ -41,7 +42,8 @@ def main(argv=None):
         raise InputError(f"{settings.dataset_dir}: tuning scores retrieval by class, so it needs class subfolders (<class>/<image>)")
     print("\t".join(COLUMNS), flush=True)
     results = []
-    for number, trial in enumerate(draw_trials(settings), start=1):
+    trials = draw_trials(settings)
+    for number, trial in enumerate(trials, start=1):
         console.log(f"trial {number}: latent {trial.latent_dim}, filters {trial.filters}, "
                 f"learning rate {trial.learning_rate}, L1 {trial.l1_activity}")
         model_path, history_rows = training.train(trial)
@@ -55,9 +57,26 @@ def main(argv=None):
     best = max(results, key=lambda result: result["map"])
     best_path = os.path.join(settings.output_dir, "tune", "best.json")
     safeio.atomic_write_bytes(best_path, json.dumps({"best": best, "trials": results}, indent=2).encode())
-    console.log(f"best: trial {best['trial']} (mAP {best['map']:.4f}); train it fully with: python train.py "
-            f"--latent-dim {best['latent_dim']} --filters {' '.join(map(str, best['filters']))} "
-            f"--learning-rate {best['learning_rate']} --l1-activity {best['l1_activity']}; all trials in {best_path}")
+    best_trial = dataclasses.replace(trials[best["trial"] - 1], epochs=config.DEFAULTS.epochs, output_dir=settings.output_dir)
+    console.log(f"best: trial {best['trial']} (mAP {best['map']:.4f}); train it fully with: {train_command(best_trial)}; "
+                f"all trials in {best_path}")
+
+
+def train_command(trial):
+    """The train.py command line for a trial's settings: every train.py flag whose value is not the default."""
+    import train
+
+    words = ["python", "train.py"]
+    for name in train.FIELDS:
+        value, default = getattr(trial, name), getattr(config.DEFAULTS, name)
+        if value == default:
+            continue
+        flag = cli.flag_name(name)
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        else:
+            words += [flag, *map(str, value if isinstance(value, tuple) else (value,))]
+    return shlex.join(words)
 
 
 def format_value(value):

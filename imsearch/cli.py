@@ -24,12 +24,15 @@ def flag_name(field_name):
     return "--" + field_name.replace("_", "-")
 
 
-def add_config_flags(parser, defaults, field_names):
-    """Add one flag per named field of the defaults dataclass, typed from its default, with the default in its help."""
+def add_config_flags(parser, defaults, field_names, helps=None):
+    """Add one flag per named field of the defaults dataclass, typed from its default, with the default in its help.
+
+    helps: {field name: help text} for a script whose flag means something narrower than the shared reason says.
+    """
     fields = {field.name: field for field in dataclasses.fields(defaults)}
     for name in field_names:
         field, default = fields[name], getattr(defaults, name)
-        help_text = f"{field.metadata['help']} (default: {format_default(default)})"
+        help_text = f"{(helps or {}).get(name, field.metadata['help'])} (default: {format_default(default)})"
         keywords = {"dest": name, "default": default, "help": help_text}
         if isinstance(default, bool):
             keywords["action"] = argparse.BooleanOptionalAction
@@ -54,11 +57,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def make_parser(script_path, description, defaults, field_names):
+def make_parser(script_path, description, defaults, field_names, helps=None):
     """An ArgumentParser for the script at script_path with the named fields of defaults (a config dataclass) as flags."""
     parser = OneLineErrorParser(prog=os.path.basename(script_path), description=description, allow_abbrev=False)
     parser.set_defaults(_config_defaults=defaults)
-    add_config_flags(parser, defaults, field_names)
+    add_config_flags(parser, defaults, field_names, helps)
     return parser
 
 
@@ -109,6 +112,10 @@ def find_invalid_value(settings):
     return None
 
 
+# What a search-only install (requirements-search.txt) leaves out: training and evaluation need them.
+TRAINING_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx")
+
+
 def reports_errors(main):
     """Wrap a script's main so user mistakes end in one stderr line and exit 2, Ctrl-C in exit 130."""
 
@@ -124,6 +131,12 @@ def reports_errors(main):
         except KeyboardInterrupt:
             console.log(f"{program}: interrupted; no file was left half-written (each is written whole, then renamed)")
             sys.exit(130)
+        except ModuleNotFoundError as error:
+            if error.name not in TRAINING_PACKAGES:
+                raise
+            console.log(f"{program}: error: needs {error.name}, which this install lacks (bash install.sh --search-only leaves "
+                        "it out); run bash install.sh for the full install")
+            sys.exit(2)
         except BrokenPipeError:
             # The reader of stdout has gone (| head): stop quietly, as grep and sort do. Python flushes stdout
             # once more at exit, so it is pointed at /dev/null first.

@@ -110,8 +110,12 @@ def test_tune_scores_trials_by_validation_retrieval(gray_dataset, tmp_path, caps
     tune.main(["--dataset", str(gray_dataset / "train"), "--output", str(tmp_path), "--tune-trials", "2",
                "--tune-epochs", "1", "--batch-size", "16", "--tune-latent-dims", "8", "16", "--tune-first-filters", "4",
                "--tune-learning-rates", "0.001", "--tune-l1-activities", "0"])
-    lines = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
     assert lines[0].split("\t") == list(tune.COLUMNS) and len(lines) == 3
+    # The command printed trains on the folder tuned on, with the settings given, not the defaults.
+    assert f"python train.py --dataset {gray_dataset / 'train'} --output {tmp_path} " in captured.err
+    assert "--batch-size 16" in captured.err and "--l1-activity 0.0 " in captured.err
     rows = [dict(zip(tune.COLUMNS, line.split("\t"))) for line in lines[1:]]
     assert sorted(row["latent_dim"] for row in rows) == ["16", "8"]
     assert all(0 < float(row["map"]) <= 1 and 0 <= float(row["precision_at_10"]) <= 1 for row in rows)

@@ -398,3 +398,15 @@ def test_evaluate_skips_queries_it_cannot_score_and_says_so(gray_model, gray_ind
     shutil.rmtree(queries / "disc")
     line = fails_with(evaluate, [*flags, "--queries", str(queries)], capsys)
     assert "no readable query of a class the index has" in line
+
+
+def test_training_scripts_on_a_search_only_install_say_what_is_missing(gray_model, gray_dataset):
+    # A real process in which TensorFlow cannot be imported, as after bash install.sh --search-only.
+    code = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    for script, flags in (("train.py", ["--dataset", str(gray_dataset / "train"), "--output", "/nonexistent/run", "--epochs", "1"]),
+                          ("evaluate.py", ["--model", str(gray_model / config.MODEL_FILE), "--output", str(gray_model)])):
+        process = subprocess.run([sys.executable, "-c", code, script, *flags], cwd=REPOSITORY_DIR, capture_output=True, text=True,
+                                 timeout=120)
+        assert process.returncode == 2 and "Traceback" not in process.stderr, process.stderr
+        assert f"{script}: error: needs tensorflow, which this install lacks" in process.stderr
