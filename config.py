@@ -85,7 +85,7 @@ class Config:
     sample_dir: str = option("", "folder to sample queries from; empty means the test folder beside the indexed folder when there is one, else the indexed folder")
     images: bool = option(True, "write query and result montages to the output folder")
     images_limit: int = option(20, "montages are written for the first N queries only: 10,000 queries would otherwise leave 20,000 JPEGs")
-    duplicates: bool = option(False, "instead of searching queries, print each pair of duplicate images in the index once, the file to keep first: copies of one picture (resized, re-encoded, brightened, mirrored, cropped), verified pixel by pixel")
+    duplicates: bool = option(False, "instead of searching queries, print each copy of a picture in the index once, beside the file of its set to keep (copies: resized, re-encoded, brightened, mirrored, cropped, verified pixel by pixel); removing the second column keeps one file of each picture")
     duplicate_distance: float = option(0.4, "largest cosine distance between two images' histograms at which --duplicates compares their pixels; their pixels decide")
     html_path: str = option("", "also write a self-contained HTML gallery of the results here; empty writes none")
 

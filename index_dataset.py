@@ -12,11 +12,14 @@ FIELDS = ("dataset_dir", "output_dir", "model_path", "index_path", "encode_batch
           "ray_address", "compact_above", "compact_length", "approximate",
           "approximate_above", "histograms", "diffusion", "metric")
 
+HELPS = {"diffusion": "link every image to its nearest (a neighbour graph, and its spectrum from 2,000 images) so search.py "
+                      "can re-rank by diffusion; --no-diffusion skips it, and search then ranks by cosine alone"}
+
 
 @cli.reports_errors
 def main(argv=None):
     """Parse flags, encode the folder (or what changed in it), write the index; return an IndexingReport."""
-    parser = cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS)
+    parser = cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS, HELPS)
     settings, _ = cli.parse_config(parser, argv)
     if settings.workers and (settings.shard or settings.update):
         parser.error("--workers encodes the whole folder in shards itself: give it without --shard and --update")

@@ -19,8 +19,11 @@ def main(argv=None):
     parser.add_argument("name", nargs="?", default="fashion-mnist", choices=SOURCES,
                         help="which dataset (default: fashion-mnist)")
     parser.add_argument("--source", default=None,
-                        help=f"folder of the downloaded files (defaults: {config.DEBIAN_FASHION_MNIST_DIR} for fashion-mnist, "
-                             f"{config.DEBIAN_SHARE_DIR} holding Debian's wallpapers for photos and photos-small)")
+                        help=f"folder of the downloaded files: for mnist train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                             "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may end in .gz); for cifar10 and cifar100 "
+                             "the batches of the 'python version' download (data_batch_1..5, test_batch, batches.meta; train, "
+                             f"test, meta). Defaults: {config.DEBIAN_FASHION_MNIST_DIR} for fashion-mnist, "
+                             f"{config.DEBIAN_SHARE_DIR} holding Debian's wallpapers for photos and photos-small")
     settings, arguments = cli.parse_config(parser, argv)
     if arguments.name not in BUNDLED and not arguments.source:
         parser.error(f"{arguments.name} needs --source DIR, the folder holding its downloaded files")
