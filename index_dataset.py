@@ -37,6 +37,8 @@ def main(argv=None):
     if previous is not None and not cli.was_given(argv, "--dataset"):
         # --update refreshes the folder the index was made of; a new place for it is given with --dataset.
         settings = dataclasses.replace(settings, dataset_dir=previous.dataset_dir)
+    if previous is not None and previous.shard and shard is None:
+        shard = indexing.parse_shard(previous.shard)  # A shard's index stays that shard's.
     encoded_index = None
     if settings.workers:
         encoded_index = distributed.build_index_on_ray(settings.dataset_dir, settings.model_path, model_sha256, settings.workers,

@@ -37,6 +37,8 @@ ASPECT_TOLERANCE = 0.03
 # One picture must lie mostly within the other (a crop), and the crop keep at least half of the larger picture.
 CONTAINED_SHARE = 0.75
 LEAST_OVERLAP_SHARE = 0.5
+# A border is told from cropped-away picture beyond this share of the shorter side from the overlap's edge.
+BORDER_MARGIN_SHARE = 0.03
 # Pixels are compared blurred by this sigma, so resampling and JPEG blocks do not count as differences.
 BLUR_SIGMA = 1.0
 # Side of a cell of the local comparison as a share of the shorter side, the mean gray difference from
@@ -142,13 +144,22 @@ def aligned_difference(first, second, transform):
     warped = cv2.warpAffine(second.gray, transform, (width, height), flags=cv2.INTER_LINEAR)
     inside = cv2.warpAffine(np.ones_like(second.gray), transform, (width, height), flags=cv2.INTER_LINEAR) > 0.999
     overlap = int(inside.sum())
-    second_area = second.gray.size * scale * scale  # In first's pixels.
-    coverage = (min(1.0, overlap / first.gray.size), min(1.0, overlap / second_area))
+    second_area = second.gray.size * abs(np.linalg.det(transform[:, :2]))  # In first's pixels, by the refined transform.
+    coverage = [min(1.0, overlap / first.gray.size), min(1.0, overlap / second_area)]
     shares = sorted(coverage)
     if shares[1] < CONTAINED_SHARE or shares[0] < LEAST_OVERLAP_SHARE or overlap < 16:
         return None
+    # A border of one colour outside the overlap holds no picture: a framed copy does not make the original a crop.
+    second_inside = cv2.warpAffine(np.ones_like(first.gray), cv2.invertAffineTransform(transform), second.gray.shape[::-1],
+                                   flags=cv2.INTER_LINEAR) > 0.999
+    for number, (gray, kept) in enumerate(((first.gray, inside), (second.gray, second_inside))):
+        # The overlap's edge blurs into the border: a margin of BORDER_MARGIN_SHARE of the shorter side is left out.
+        margin = max(3, round(min(gray.shape) * BORDER_MARGIN_SHARE))
+        beyond = cv2.dilate(kept.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)) == 0
+        if coverage[number] < 1 and (not beyond.any() or gray[beyond].std() < CELL_DIFFERENCE):
+            coverage[number] = 1.0
     # Cells of at least two of the smaller picture's pixels: finer ones would judge its resampling.
-    return (*tone_matched(first_gray, warped, inside, smallest_cell=max(2, round(2 * scale))), coverage)
+    return (*tone_matched(first_gray, warped, inside, smallest_cell=max(2, round(2 * scale))), tuple(coverage))
 
 
 def refined(first, second, transform):

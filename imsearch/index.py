@@ -21,11 +21,15 @@ class MalformedIndex(ValueError):
     """A FeatureIndex whose fields do not fit together; the message says which."""
 
 
+# Between NUL separators: an empty path, an absolute one, or one that steps out of its folder by "..".
+OUTSIDE_FOLDER = ("\0\0", "\0/", "\0../", "\0..\0", "/../", "/..\0")
+
+
 def paths_within_folder(paths):
     """Whether relative paths are sorted, distinct and each inside its folder: none empty, absolute, with '..' or NUL."""
-    outside = any(not path or path[0] == "/" or "\0" in path or path == ".." or path.startswith("../") or "/../" in path
-                  or path.endswith("/..") for path in paths)
-    return not outside and all(map(operator.lt, paths, paths[1:]))
+    joined = "\0" + "\0".join(paths) + "\0"  # One string: its scans run in C, not once per path (1,000,000 of them).
+    return (joined.count("\0") == len(paths) + 1 and not any(pattern in joined for pattern in OUTSIDE_FOLDER)
+            and all(map(operator.lt, paths, paths[1:])))
 
 
 @dataclasses.dataclass
@@ -69,34 +73,33 @@ class FeatureIndex:
             raise MalformedIndex(problem)
 
     def problem(self):
-        """What does not fit together, or None."""
+        """What does not fit together, or None: the first check that fails, each run only once those before it pass."""
         count = len(self.paths) if isinstance(self.paths, list) else -1
         checks = (
-            (isinstance(self.dataset_dir, str) and os.path.isabs(self.dataset_dir) and "\0" not in self.dataset_dir,
+            (lambda: isinstance(self.dataset_dir, str) and os.path.isabs(self.dataset_dir) and "\0" not in self.dataset_dir,
              "dataset_dir is not an absolute path"),
-            (count >= 0 and all(isinstance(path, str) for path in self.paths), "paths are not a list of strings"),
-            (count < 0 or paths_within_folder(self.paths), "paths are not sorted, distinct and inside dataset_dir"),
-            (self.labels is None or (isinstance(self.labels, list) and len(self.labels) == count
-                                     and all(label is None or isinstance(label, str) for label in self.labels)),
+            (lambda: count >= 0 and all(isinstance(path, str) for path in self.paths), "paths are not a list of strings"),
+            (lambda: paths_within_folder(self.paths), "paths are not sorted, distinct and inside dataset_dir"),
+            (lambda: self.labels is None or (isinstance(self.labels, list) and len(self.labels) == count
+                                             and all(label is None or isinstance(label, str) for label in self.labels)),
              "labels do not match its paths"),
-            (isinstance(self.stamps, np.ndarray) and self.stamps.shape == (count, 2) and self.stamps.dtype == np.int64,
+            (lambda: isinstance(self.stamps, np.ndarray) and self.stamps.shape == (count, 2) and self.stamps.dtype == np.int64,
              "stamps do not match its paths"),
-            (isinstance(self.features, np.ndarray) and self.features.ndim == 2 and self.features.shape[0] == count
+            (lambda: isinstance(self.features, np.ndarray) and self.features.ndim == 2 and self.features.shape[0] == count
              and self.features.dtype == np.float32, "features do not match its paths"),
-            (not isinstance(self.features, np.ndarray) or bool(np.isfinite(self.features).all()), "features are not all finite"),
-            (isinstance(self.model_sha256, str), "model_sha256 is not a string"),
-            (type(self.image_size) is int and 8 <= self.image_size <= 1024 and type(self.channels) is int and self.channels in (1, 3),
-             "bad image shape"),
-            (type(self.histograms) is bool, "histograms is not a boolean"),
-            (self.shard is None or isinstance(self.shard, str), "shard is not a string"),
-            (self.graph_problem() is None, self.graph_problem()),
-            (self.approximate_metric is None or (isinstance(self.approximate_metric, str) and self.approximate_metric in METRICS),
-             "unknown approximate_metric"),
-            (self.approximate_sha256 is None or isinstance(self.approximate_sha256, str), "approximate_sha256 is not a string"),
-            (self.projection_problem() is None, self.projection_problem()),
-            (self.spectrum_problem() is None, self.spectrum_problem()),
+            # NaN and infinity carry into the sum; float64 cannot overflow on float32 values.
+            (lambda: bool(np.isfinite(self.features.sum(dtype=np.float64))), "features are not all finite"),
+            (lambda: isinstance(self.model_sha256, str), "model_sha256 is not a string"),
+            (lambda: type(self.image_size) is int and 8 <= self.image_size <= 1024 and type(self.channels) is int
+             and self.channels in (1, 3), "bad image shape"),
+            (lambda: type(self.histograms) is bool, "histograms is not a boolean"),
+            (lambda: self.shard is None or isinstance(self.shard, str), "shard is not a string"),
+            (lambda: self.approximate_metric is None or (isinstance(self.approximate_metric, str)
+                                                         and self.approximate_metric in METRICS), "unknown approximate_metric"),
+            (lambda: self.approximate_sha256 is None or isinstance(self.approximate_sha256, str), "approximate_sha256 is not a string"),
         )
-        return next((message for ok, message in checks if not ok), None)
+        failed = next((message for check, message in checks if not check()), None)
+        return failed or self.graph_problem() or self.projection_problem() or self.spectrum_problem()
 
     def graph_problem(self):
         """What is wrong with the neighbour graph, or None when it is absent or two (N, K) arrays of rows in range."""

@@ -91,3 +91,5 @@ def test_update_keeps_a_shard_a_shard(run_folder, tmp_path):
     before = len(opened.index.paths)
     report = opened.update()
     assert opened.index.shard == "0/2" and report.images == before == len(opened.index.paths)
+    report = index_dataset.main(["--output", str(shard_run), "--index", index_path, "--update"])  # No --shard given again.
+    assert report.images == before and imsearch.open_run(str(shard_run), index_path=index_path).index.shard == "0/2"

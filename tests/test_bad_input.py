@@ -159,6 +159,8 @@ def test_keras_file_that_is_a_zip_of_junk(tmp_path, capsys):
     (lambda saved: saved | {"neighbour_similarities": np.full_like(saved["neighbour_similarities"], np.nan)},
      "neighbour graph does not match its paths"),
     (lambda saved: saved | {"image_size": 10**6}, "bad image shape"),
+    (lambda saved: saved | {"paths": list(range(len(saved["paths"])))}, "paths are not a list of strings"),
+    (lambda saved: saved | {"features": saved["features"].astype(str)}, "features do not match its paths"),
     (lambda saved: saved | {"format_version": 10**5000}, f"index format of another kind, expected {index.FORMAT_VERSION}"),
 ])
 def test_malformed_index(change, message, gray_model, gray_index, tmp_path, capsys):

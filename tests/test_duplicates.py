@@ -132,6 +132,9 @@ def test_what_is_kept_and_what_is_no_copy(tmp_path):
     detail = cv2.resize(scene[: round(height * 0.8), round(width * 0.2):], None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
     photo_sets.write_jpeg(str(folder / "scene.jpg"), scene, 90)
     photo_sets.write_jpeg(str(folder / "scene-detail.jpg"), detail, 90)  # Four times the pixels, but a crop.
+    thumbnail = cv2.resize(scene, (width // 3, height // 3), interpolation=cv2.INTER_AREA)
+    framed = cv2.copyMakeBorder(thumbnail, 14, 14, 14, 14, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    photo_sets.write_jpeg(str(folder / "scene-framed.jpg"), framed, 85)  # Its white border makes the scene no crop.
     os.symlink("scene.jpg", folder / "a-link.jpg")
     run = str(tmp_path / "run")
     train.main(["--dataset", str(folder), "--output", run, "--epochs", "1", "--batch-size", "4", "--latent-dim", "8",
@@ -144,4 +147,4 @@ def test_what_is_kept_and_what_is_no_copy(tmp_path):
     with contextlib.redirect_stdout(out):
         search.main(["--output", run, "--duplicates"])
     pairs = [tuple(os.path.basename(path) for path in line.split("\t")[:2]) for line in out.getvalue().splitlines()]
-    assert pairs == [("page.png", "page-export.jpg"), ("scene.jpg", "scene-detail.jpg")]
+    assert sorted(pairs) == [("page.png", "page-export.jpg"), ("scene.jpg", "scene-detail.jpg"), ("scene.jpg", "scene-framed.jpg")]
