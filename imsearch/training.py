@@ -134,6 +134,10 @@ class ResumeState(keras.callbacks.Callback):
                 os.remove(os.path.join(self.resume_dir, name))
 
 
+# Where an interrupted run's state goes, beside its folder, when a run with other settings starts afresh.
+SET_ASIDE_SUFFIX = "-set-aside"
+
+
 def load_resume_state(resume_dir, record):
     """(model being trained, completed epochs) saved by an interrupted run of the same settings, or (None, 0)."""
     settings_path = os.path.join(resume_dir, "settings.json")
@@ -143,7 +147,11 @@ def load_resume_state(resume_dir, record):
     except (OSError, ValueError):
         same_run = False
     if not same_run:
-        describe_discarded_run(resume_dir, settings_path, record)
+        if describe_discarded_run(resume_dir, settings_path, record):
+            # One typo in a flag must not cost a long run: its state is set aside (the one set aside before is dropped).
+            set_aside = resume_dir + SET_ASIDE_SUFFIX
+            shutil.rmtree(set_aside, ignore_errors=True)
+            os.replace(resume_dir, set_aside)
         shutil.rmtree(resume_dir, ignore_errors=True)
         safeio.atomic_write_bytes(settings_path, json.dumps(record, indent=2).encode())
         return None, 0
@@ -158,10 +166,10 @@ def load_resume_state(resume_dir, record):
 
 
 def describe_discarded_run(resume_dir, settings_path, record):
-    """Say so when an interrupted run's state is dropped because this run's settings or images differ from it."""
+    """Say so when an interrupted run cannot resume because this run's settings or images differ; whether there was one."""
     epochs = [name for name in os.listdir(resume_dir) if name.startswith("epoch-")] if os.path.isdir(resume_dir) else []
     if not epochs:
-        return
+        return False
     try:
         with open(settings_path) as file:
             earlier = json.load(file)
@@ -171,7 +179,9 @@ def describe_discarded_run(resume_dir, settings_path, record):
     changed = [key.replace("validation_paths", "the images").replace("_", "-") for key in changed
                if key not in ("train_images", "validation_images")]
     console.warn(f"the interrupted run in {resume_dir} had other settings ({', '.join(changed) or 'unreadable'}), so it cannot "
-                 "resume; training starts afresh, run the earlier command again to resume it instead")
+                 f"resume; training starts afresh, and its saved state is kept in {resume_dir + SET_ASIDE_SUFFIX} (to resume "
+                 f"it later, move that folder back to {resume_dir} and run the earlier command)")
+    return True
 
 
 def read_history(csv_path, completed_epochs):
@@ -193,12 +203,24 @@ def make_callbacks(settings, model_path, record, autoencoder, resume_dir, histor
         AtomicBestCheckpoint(model_path, record, autoencoder, monitor, best),
         HistoryWriter(os.path.join(logs_dir, HISTORY_FILE), os.path.join(settings.output_dir, LOSS_PLOT_FILE), monitor, history_rows),
         ResumeState(resume_dir),
-        keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if utf8_path(logs_dir):  # TensorFlow's summary writer takes only a UTF-8 path.
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=logs_dir, profile_batch=0))
+    else:
+        console.note(f"{logs_dir}: no TensorBoard logs, as TensorFlow cannot write to a path that is not UTF-8")
     if settings.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=settings.early_stopping_patience))
     return callbacks
+
+
+def utf8_path(path):
+    """Whether a path's bytes are valid UTF-8 (Python holds other bytes as surrogates)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def build_compiled(shape, settings, steps_per_epoch):

@@ -224,6 +224,9 @@ def test_a_rerun_with_other_settings_says_it_drops_the_interrupted_run_and_repla
     err = capsys.readouterr().err
     assert f"the interrupted run in {resume} had other settings (" in err and "epochs" in err and "cannot resume" in err
     assert f"{run / config.MODEL_FILE} of an earlier run will be replaced" in err
+    # Its state is set aside, not deleted: a mistyped flag does not cost the interrupted run.
+    assert f"its saved state is kept in {resume}-set-aside" in err
+    assert (run / "logs" / "resume-set-aside" / "epoch-0003.keras").read_bytes() == b"state of an interrupted run"
 
 
 def test_pictures_keep_the_aspect_and_an_earlier_search_is_replaced_with_a_note(gray_model, gray_index, gray_dataset,
@@ -410,3 +413,21 @@ def test_training_scripts_on_a_search_only_install_say_what_is_missing(gray_mode
                                  timeout=120)
         assert process.returncode == 2 and "Traceback" not in process.stderr, process.stderr
         assert f"{script}: error: needs tensorflow, which this install lacks" in process.stderr
+
+
+def test_a_run_folder_that_is_the_image_folder_never_indexes_its_own_pictures(gray_dataset, tmp_path, capsys):
+    import shutil
+
+    import index_dataset
+    import train
+    from imsearch import index
+
+    folder = tmp_path / "disc"
+    shutil.copytree(gray_dataset / "train" / "disc", folder)
+    train.main(["--dataset", str(folder), "--output", str(folder), "--epochs", "1", "--latent-dim", "8", "--filters", "4", "8"])
+    assert (folder / "training_loss.png").exists()
+    index_dataset.main(["--dataset", str(folder), "--output", str(folder)])
+    search.main([str(folder / "000.png"), "--output", str(folder)])  # Writes query_1.jpg and results_1.jpg beside the images.
+    index_dataset.main(["--dataset", str(folder), "--output", str(folder), "--update"])
+    assert len(index.load_index(str(folder / config.INDEX_FILE)).paths) == 16
+    assert "skipped 3 picture(s) this suite wrote into" in capsys.readouterr().err
