@@ -20,9 +20,15 @@ def open_encoder(model_path):
                                         "pass --model with a model train.py wrote")
     model_sha256 = safeio.sha256_of_file(model_path)
     export_path = locations.export_path_of(model_path)
-    session = open_session(export_path)
+    reason = "missing"
+    try:
+        session = open_session(export_path)
+    except InputError:
+        if importlib.util.find_spec("tensorflow") is None:
+            raise
+        session, reason = None, "not loadable (truncated or damaged)"  # Made anew below, as a missing one is.
     if session is None or session.get_modelmeta().custom_metadata_map.get(locations.EXPORT_MODEL_SHA256_KEY) != model_sha256:
-        rebuild_export(model_path, export_path, "missing" if session is None else "made from another model")
+        rebuild_export(model_path, export_path, reason if session is None else "made from another model")
         session = open_session(export_path)
     return encoder_of_session(session, export_path)
 
@@ -36,7 +42,9 @@ def open_session(export_path):
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # Errors only: its notices would reach the user's stderr.
     try:
-        return onnxruntime.InferenceSession(export_path, options, providers=["CPUExecutionProvider"])
+        # The bytes, not the path: onnxruntime takes no path that is not UTF-8.
+        with open(export_path, "rb") as file:
+            return onnxruntime.InferenceSession(file.read(), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime reports bad files with its own exception types.
         raise InputError(f"{export_path}: not a loadable ONNX encoder ({str(error).splitlines()[0][:120]}); delete it, "
                          "and search or index again where TensorFlow is installed to make it anew") from None
