@@ -179,7 +179,7 @@ def board_series(count, rng):
 
 def write_jpeg(path, image, quality):
     """Write a BGR image as a JPEG of the given quality; InputError when it cannot be written."""
-    if not cv2.imwrite(path, np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, quality]):
+    if not published_datasets.write_encoded(path, ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
         raise InputError(f"{path}: could not be written; check free space")
 
 

@@ -176,7 +176,22 @@ def write_folder(target_dir, write):
 
 
 def write_png(path, image):
-    """Write one RGB or gray uint8 image as PNG (RGB is swapped to OpenCV's BGR here)."""
+    """Write one RGB or gray uint8 image as PNG (RGB is swapped to OpenCV's BGR here); whether it was written."""
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    return cv2.imwrite(path, image)
+    return write_encoded(path, ".png", image)
+
+
+def write_encoded(path, extension, image, parameters=()):
+    """Encode a BGR or gray image with OpenCV and write it to path; whether both worked.
+
+    Into a staging folder, written whole by the caller's rename. Python writes the bytes: OpenCV's own writer
+    crashes on a path that is not UTF-8.
+    """
+    ok, encoded = cv2.imencode(extension, np.ascontiguousarray(image), list(parameters))
+    try:
+        with open(path, "wb") as file:
+            file.write(encoded.tobytes())
+    except OSError:
+        return False
+    return ok

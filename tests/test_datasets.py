@@ -128,3 +128,12 @@ def test_prepare_refuses_labels_out_of_range_and_a_root_that_is_a_file_in_one_li
     write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), np.array([3, 12], np.uint8))
     line = fails_with(prepare_dataset, ["mnist", "--source", str(tmp_path), "--dataset-root", str(tmp_path / "out")], capsys)
     assert "t10k-labels-idx1-ubyte.gz: not a list of labels 0 to 9" in line
+
+
+def test_a_root_whose_name_is_not_utf8_is_written_and_trained_in(tmp_path):
+    root = os.path.join(os.fsdecode(bytes(tmp_path)), os.fsdecode(b"caf\xe9"))  # As an old Latin-1 disk names it.
+    prepare_dataset.main(["digits", "--dataset-root", root])
+    folder = os.path.join(root, "digits", "train", "3")
+    assert len(os.listdir(folder)) > 100
+    train.main(["--dataset", folder, "--output", os.path.join(root, "run"), "--epochs", "1", "--latent-dim", "8", "--filters", "4", "8"])
+    assert os.path.isfile(os.path.join(root, "run", "autoencoder.keras"))
