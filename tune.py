@@ -38,8 +38,10 @@ def draw_trials(settings):
 def main(argv=None):
     """Parse flags, train every drawn trial, print one tab-separated line each, save the best settings."""
     settings, _ = cli.parse_config(cli.make_parser(__file__, __doc__, config.DEFAULTS, FIELDS), argv)
-    if image_folders.list_images(settings.dataset_dir)[1] is None:
-        raise InputError(f"{settings.dataset_dir}: tuning scores retrieval by class, so it needs class subfolders (<class>/<image>)")
+    labels = image_folders.list_images(settings.dataset_dir)[1]
+    if labels is None or len(set(labels) - {None}) < 2:
+        raise InputError(f"{settings.dataset_dir}: tuning scores retrieval by class, so it needs two or more class "
+                         "subfolders (<class>/<image>)")
     print("\t".join(COLUMNS), flush=True)
     results = []
     trials = draw_trials(settings)

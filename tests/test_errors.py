@@ -163,9 +163,14 @@ def test_tune_needs_labelled_folder(tmp_path, capsys):
     folder.mkdir()
     for number in range(12):
         cv2.imwrite(str(folder / f"{number}.png"), np.full((16, 16), number * 20, np.uint8))
-    line = fails_with(tune, ["--dataset", str(folder), "--output", str(tmp_path / "out"), "--tune-trials", "1",
-                             "--tune-epochs", "1", "--tune-latent-dims", "8", "--tune-first-filters", "4"], capsys)
-    assert "needs class subfolders" in line
+    flags = ["--output", str(tmp_path / "out"), "--tune-trials", "1", "--tune-epochs", "1", "--tune-latent-dims", "8",
+             "--tune-first-filters", "4"]
+    assert "needs two or more class subfolders" in fails_with(tune, ["--dataset", str(folder), *flags], capsys)
+    (folder / "only").mkdir()
+    for number in range(12):
+        os.replace(folder / f"{number}.png", folder / "only" / f"{number}.png")
+    # One class scores every trial perfect: no ranking to choose by.
+    assert "needs two or more class subfolders" in fails_with(tune, ["--dataset", str(folder), *flags], capsys)
 
 
 def test_model_that_is_a_folder(tmp_path, capsys):
