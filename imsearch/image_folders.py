@@ -3,6 +3,7 @@
 import collections
 import concurrent.futures
 import os
+import re
 import stat
 import warnings
 
@@ -37,6 +38,8 @@ READ_WORKERS = max(2, os.cpu_count() or 1)
 
 # A folder below --dataset holding one of these is a run folder (--output): its montages and plots are the suite's.
 RUN_FOLDER_FILES = frozenset({locations.MODEL_FILE, locations.INDEX_FILE})
+# The pictures the scripts write into a run folder: search's montages, training's loss plot, evaluate's figures.
+RUN_FOLDER_PICTURE = re.compile(r"(query|results)_[0-9]+\.jpg|training_loss\.png|reconstructions\.png|feature_map\.png")
 
 
 class UnreadableImage(InputError):
@@ -53,7 +56,7 @@ def list_images(dataset_dir, flag="--dataset"):
     relative_paths = []
     other_files = collections.Counter()
     # Links to folders are followed, as to files; a folder reached a second way (a loop, or two links to it) is listed once.
-    listed_folders, repeated_folders = set(), []
+    listed_folders, repeated_folders, own_pictures = set(), [], 0
     for root, folder_names, file_names in os.walk(dataset_dir, onerror=unreadable_folders.append, followlinks=True):
         status = os.stat(root)
         if (status.st_dev, status.st_ino) in listed_folders:
@@ -65,6 +68,11 @@ def list_images(dataset_dir, flag="--dataset"):
             run_folders.append(root)
             folder_names[:] = []
             continue
+        if root == dataset_dir and RUN_FOLDER_FILES.intersection(file_names):
+            # The images' folder is also the run folder (--output): the pictures the suite wrote there are no images of it.
+            own = [name for name in file_names if RUN_FOLDER_PICTURE.fullmatch(name)]
+            own_pictures += len(own)
+            file_names = sorted(set(file_names) - set(own))
         folder_names[:] = sorted(name for name in folder_names if not is_clutter(name))
         # One relpath per folder, not per file: it dominates listing a large folder otherwise.
         prefix = os.path.relpath(root, dataset_dir).replace(os.sep, "/") + "/"
@@ -79,6 +87,9 @@ def list_images(dataset_dir, flag="--dataset"):
     if repeated_folders:
         console.warn(f"skipped {len(repeated_folders)} folder(s) of {dataset_dir} reached a second time through a link, "
                      f"first: {repeated_folders[0]}")
+    if own_pictures:
+        console.warn(f"skipped {own_pictures} picture(s) this suite wrote into {dataset_dir}, which is also its run folder "
+                     "(--output); keep the run folder apart from the images")
     if run_folders:
         console.warn(f"skipped {len(run_folders)} run folder(s) inside {dataset_dir} (they hold a model or an index), first: {run_folders[0]}")
     if other_files:
