@@ -1,11 +1,12 @@
 """Ranking an index against queries: exact vectorised distances, the faiss approximate index, or diffusion."""
 
+import contextlib
 import itertools
 import os
 
 import numpy as np
 
-from imsearch import console, encoding, graph, vectors
+from imsearch import console, encoding, graph, image_folders, vectors
 
 # Queries are ranked in blocks so the distance matrix stays small (block x database floats).
 QUERY_BLOCK = 256
@@ -50,11 +51,13 @@ def rank(query_features, database_features, top_k, exclude=None, database_norms=
 def rows_of_queries(feature_index, query_paths):
     """For each query, its own row in the index, or -1 when it is not indexed.
 
-    A query is matched with its folder resolved (the indexed file may itself be a symlink) and, failing that,
-    fully resolved (the query may be a symlink to an indexed file).
+    A query is matched with its folder resolved (the indexed file may itself be a symlink), failing that fully
+    resolved (the query may be a symlink to an indexed file), and failing that, for a file with several hard links,
+    by its inode among the indexed files' (stat'ed only then).
     """
     row_of_path = {path: row for row, path in enumerate(feature_index.paths)}
     dataset_dir = os.path.realpath(feature_index.dataset_dir)
+    row_of_inode = {}
 
     def row_of(path):
         folder, name = os.path.split(os.path.abspath(path))
@@ -62,7 +65,18 @@ def rows_of_queries(feature_index, query_paths):
             row = row_of_path.get(os.path.relpath(resolved, dataset_dir).replace(os.sep, "/"))
             if row is not None:
                 return row
-        return -1
+        try:
+            status = os.stat(path)
+        except OSError:
+            return -1
+        if status.st_nlink < 2:
+            return -1
+        if not row_of_inode:
+            for row, indexed in enumerate(image_folders.full_paths(feature_index.dataset_dir, feature_index.paths)):
+                with contextlib.suppress(OSError):
+                    indexed_status = os.stat(indexed)
+                    row_of_inode[(indexed_status.st_dev, indexed_status.st_ino)] = row
+        return row_of_inode.get((status.st_dev, status.st_ino), -1)
 
     return np.array([row_of(path) for path in query_paths], dtype=np.int64)
 

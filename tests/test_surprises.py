@@ -431,3 +431,19 @@ def test_a_run_folder_that_is_the_image_folder_never_indexes_its_own_pictures(gr
     index_dataset.main(["--dataset", str(folder), "--output", str(folder), "--update"])
     assert len(index.load_index(str(folder / config.INDEX_FILE)).paths) == 16
     assert "skipped 3 picture(s) this suite wrote into" in capsys.readouterr().err
+
+
+def test_a_hard_link_to_an_indexed_image_never_finds_that_image(gray_model, gray_dataset, tmp_path, capsys):
+    import shutil
+
+    import index_dataset
+
+    folder = tmp_path / "images"
+    shutil.copytree(gray_dataset / "train", folder)
+    index_dataset.main(["--dataset", str(folder), "--model", str(gray_model / config.MODEL_FILE), "--output", str(tmp_path)])
+    os.link(folder / "disc" / "000.png", tmp_path / "linked.png")  # One file, a second name outside the folder.
+    capsys.readouterr()
+    search.main([str(tmp_path / "linked.png"), "--model", str(gray_model / config.MODEL_FILE), "--output", str(tmp_path),
+                 "--no-images", "--top-k", "3"])
+    hits = [line.split("\t")[3] for line in capsys.readouterr().out.splitlines()]
+    assert len(hits) == 3 and not any(hit.endswith("disc/000.png") for hit in hits)
