@@ -39,6 +39,8 @@ CONTAINED_SHARE = 0.75
 LEAST_OVERLAP_SHARE = 0.5
 # A border is told from cropped-away picture beyond this share of the shorter side from the overlap's edge.
 BORDER_MARGIN_SHARE = 0.03
+# The most gray levels a border's pixels may span (2nd to 98th percentile, JPEG noise included).
+BORDER_SPREAD = 8.0
 # Pixels are compared blurred by this sigma, so resampling and JPEG blocks do not count as differences.
 BLUR_SIGMA = 1.0
 # Side of a cell of the local comparison as a share of the shorter side, the mean gray difference from
@@ -156,8 +158,10 @@ def aligned_difference(first, second, transform):
         # The overlap's edge blurs into the border: a margin of BORDER_MARGIN_SHARE of the shorter side is left out.
         margin = max(3, round(min(gray.shape) * BORDER_MARGIN_SHARE))
         beyond = cv2.dilate(kept.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)) == 0
-        if coverage[number] < 1 and (not beyond.any() or gray[beyond].std() < CELL_DIFFERENCE):
-            coverage[number] = 1.0
+        if coverage[number] < 1 and beyond.any():
+            low, high = np.percentile(gray[beyond], [2, 98])
+            if high - low <= BORDER_SPREAD:  # Nearly one level: a border; a sky's gradient spans far more.
+                coverage[number] = 1.0
     # Cells of at least two of the smaller picture's pixels: finer ones would judge its resampling.
     return (*tone_matched(first_gray, warped, inside, smallest_cell=max(2, round(2 * scale))), tuple(coverage))
 

@@ -57,7 +57,7 @@ def rows_of_queries(feature_index, query_paths):
     """
     row_of_path = {path: row for row, path in enumerate(feature_index.paths)}
     dataset_dir = os.path.realpath(feature_index.dataset_dir)
-    row_of_inode = {}
+    row_of_inode = None  # Built on the first hard-linked query, once.
 
     def row_of(path):
         folder, name = os.path.split(os.path.abspath(path))
@@ -69,9 +69,11 @@ def rows_of_queries(feature_index, query_paths):
             status = os.stat(path)
         except OSError:
             return -1
-        if status.st_nlink < 2:
+        nonlocal row_of_inode
+        if status.st_nlink < 2 or not os.path.isdir(dataset_dir):
             return -1
-        if not row_of_inode:
+        if row_of_inode is None:
+            row_of_inode = {}
             for row, indexed in enumerate(image_folders.full_paths(feature_index.dataset_dir, feature_index.paths)):
                 with contextlib.suppress(OSError):
                     indexed_status = os.stat(indexed)
