@@ -134,10 +134,6 @@ class ResumeState(keras.callbacks.Callback):
                 os.remove(os.path.join(self.resume_dir, name))
 
 
-# Where an interrupted run's state goes, beside its folder, when a run with other settings starts afresh.
-SET_ASIDE_SUFFIX = "-set-aside"
-
-
 def load_resume_state(resume_dir, record):
     """(model being trained, completed epochs) saved by an interrupted run of the same settings, or (None, 0)."""
     settings_path = os.path.join(resume_dir, "settings.json")
@@ -147,11 +143,7 @@ def load_resume_state(resume_dir, record):
     except (OSError, ValueError):
         same_run = False
     if not same_run:
-        if describe_discarded_run(resume_dir, settings_path, record):
-            # One typo in a flag must not cost a long run: its state is set aside (the one set aside before is dropped).
-            set_aside = resume_dir + SET_ASIDE_SUFFIX
-            shutil.rmtree(set_aside, ignore_errors=True)
-            os.replace(resume_dir, set_aside)
+        describe_discarded_run(resume_dir, settings_path, record)
         shutil.rmtree(resume_dir, ignore_errors=True)
         safeio.atomic_write_bytes(settings_path, json.dumps(record, indent=2).encode())
         return None, 0
@@ -166,10 +158,10 @@ def load_resume_state(resume_dir, record):
 
 
 def describe_discarded_run(resume_dir, settings_path, record):
-    """Say so when an interrupted run cannot resume because this run's settings or images differ; whether there was one."""
+    """Say so when an interrupted run's state is dropped because this run's settings or images differ from it."""
     epochs = [name for name in os.listdir(resume_dir) if name.startswith("epoch-")] if os.path.isdir(resume_dir) else []
     if not epochs:
-        return False
+        return
     try:
         with open(settings_path) as file:
             earlier = json.load(file)
@@ -179,9 +171,7 @@ def describe_discarded_run(resume_dir, settings_path, record):
     changed = [key.replace("validation_paths", "the images").replace("_", "-") for key in changed
                if key not in ("train_images", "validation_images")]
     console.warn(f"the interrupted run in {resume_dir} had other settings ({', '.join(changed) or 'unreadable'}), so it cannot "
-                 f"resume; training starts afresh, and its saved state is kept in {resume_dir + SET_ASIDE_SUFFIX} (to resume "
-                 f"it later, move that folder back to {resume_dir} and run the earlier command)")
-    return True
+                 "resume: its saved state is dropped and training starts afresh")
 
 
 def read_history(csv_path, completed_epochs):
