@@ -1,6 +1,7 @@
 """Turn published datasets (Fashion-MNIST, MNIST idx files, CIFAR python batches) into image folders."""
 
 import concurrent.futures
+import glob
 import gzip
 import os
 import shutil
@@ -9,12 +10,14 @@ import tempfile
 import cv2
 import numpy as np
 
-from imsearch import InputError, image_folders, locations, safeio
+from imsearch import InputError, console, image_folders, locations, safeio
 
 DEBIAN_FASHION_MNIST_DIR = locations.DEBIAN_FASHION_MNIST_DIR
 FASHION_MNIST_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot")
 DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
 IDX_CLASS_COUNT = 10
+# A dataset is written in a hidden staging folder beside its place, then renamed: all or nothing.
+STAGING_PREFIX = ".preparing-"
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -159,9 +162,13 @@ def write_folder(target_dir, write):
     if os.path.exists(target_dir):
         raise InputError(f"{target_dir}: already exists; remove it to prepare again")
     parent = os.path.dirname(os.path.abspath(target_dir))
+    leftovers = sorted(glob.glob(os.path.join(glob.escape(parent), STAGING_PREFIX + "*")))
+    if leftovers:
+        console.warn(f"{len(leftovers)} staging folder(s) of an interrupted preparation in {parent}, first: {leftovers[0]}; "
+                     "nothing reads them, remove them to free the space")
     try:
         os.makedirs(parent, exist_ok=True)
-        staging_dir = tempfile.mkdtemp(prefix=".preparing-", dir=parent)
+        staging_dir = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
     except OSError as error:
         raise InputError(f"{parent}: cannot create the dataset's folder there ({error.strerror}); "
                          "pass another --dataset-root") from None

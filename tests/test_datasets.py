@@ -137,3 +137,11 @@ def test_a_root_whose_name_is_not_utf8_is_written_and_trained_in(tmp_path):
     assert len(os.listdir(folder)) > 100
     train.main(["--dataset", folder, "--output", os.path.join(root, "run"), "--epochs", "1", "--latent-dim", "8", "--filters", "4", "8"])
     assert os.path.isfile(os.path.join(root, "run", "autoencoder.keras"))
+
+
+def test_staging_folders_an_interrupted_preparation_left_are_named(tmp_path, capsys):
+    (tmp_path / ".preparing-k1ll3d").mkdir()  # As a kill -9 during prepare_dataset.py leaves it.
+    prepare_dataset.main(["digits", "--dataset-root", str(tmp_path)])
+    assert f"1 staging folder(s) of an interrupted preparation in {tmp_path}, first: {tmp_path / '.preparing-k1ll3d'}" \
+        in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == [".preparing-k1ll3d", "digits"]
