@@ -26,6 +26,20 @@ def edited(image):
     }
 
 
+def duplicate_lines(folder, run, training_flags, search_flags=()):
+    """search.py --duplicates's output lines, split at tabs, for a folder trained on briefly and indexed into run."""
+    import contextlib
+    import io
+
+    train.main(["--dataset", str(folder), "--output", run, "--epochs", "1", *training_flags, "--filters", "8", "16",
+                "--image-size", "32"])
+    index_dataset.main(["--dataset", str(folder), "--output", run])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        search.main(["--output", run, "--duplicates", *search_flags])
+    return [line.split("\t") for line in out.getvalue().splitlines()]
+
+
 @pytest.fixture(scope="module")
 def duplicates_run(tmp_path_factory):
     """A folder of photos, their edited copies, a checkerboard series and a chain; trained, indexed, and searched for duplicates.
@@ -52,17 +66,8 @@ def duplicates_run(tmp_path_factory):
     cv2.imwrite(str(folder / "chain-whole.jpg"), whole, [cv2.IMWRITE_JPEG_QUALITY, 95])
     cv2.imwrite(str(folder / "chain-top-left.jpg"), whole[: round(height * 0.85), : round(width * 0.85)])
     cv2.imwrite(str(folder / "chain-bottom-right.jpg"), whole[round(height * 0.15):, round(width * 0.15):])
-    run = str(root / "run")
-    train.main(["--dataset", str(folder), "--output", run, "--epochs", "1", "--batch-size", "8", "--latent-dim", "16",
-                "--filters", "8", "16", "--image-size", "32"])
-    index_dataset.main(["--dataset", str(folder), "--output", run])
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        search.main(["--output", run, "--duplicates", "--html", str(root / "duplicates.html")])
-    lines = [line.split("\t") for line in out.getvalue().splitlines()]
+    lines = duplicate_lines(folder, str(root / "run"), ["--batch-size", "8", "--latent-dim", "16"],
+                            ["--html", str(root / "duplicates.html")])
     found = {tuple(sorted(os.path.basename(path) for path in line[:2])) for line in lines}
     return expected, found, lines, (root / "duplicates.html").read_text()
 
@@ -136,15 +141,6 @@ def test_what_is_kept_and_what_is_no_copy(tmp_path):
     framed = cv2.copyMakeBorder(thumbnail, 14, 14, 14, 14, cv2.BORDER_CONSTANT, value=(255, 255, 255))
     photo_sets.write_jpeg(str(folder / "scene-framed.jpg"), framed, 85)  # Its white border makes the scene no crop.
     os.symlink("scene.jpg", folder / "a-link.jpg")
-    run = str(tmp_path / "run")
-    train.main(["--dataset", str(folder), "--output", run, "--epochs", "1", "--batch-size", "4", "--latent-dim", "8",
-                "--filters", "8", "16", "--image-size", "32"])
-    index_dataset.main(["--dataset", str(folder), "--output", run])
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        search.main(["--output", run, "--duplicates"])
-    pairs = [tuple(os.path.basename(path) for path in line.split("\t")[:2]) for line in out.getvalue().splitlines()]
+    lines = duplicate_lines(folder, str(tmp_path / "run"), ["--batch-size", "4", "--latent-dim", "8"])
+    pairs = [tuple(os.path.basename(path) for path in line[:2]) for line in lines]
     assert sorted(pairs) == [("page.png", "page-export.jpg"), ("scene.jpg", "scene-detail.jpg"), ("scene.jpg", "scene-framed.jpg")]
