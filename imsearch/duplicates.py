@@ -90,8 +90,7 @@ class Pictures:
         if row not in self.pictures:
             try:
                 self.pictures[row] = copies.read_picture(self.paths[row])
-                status = os.stat(self.paths[row])
-                self.files[row] = (status.st_dev, status.st_ino)
+                self.files[row] = image_folders.file_identity(self.paths[row])
             except (image_folders.UnreadableImage, OSError):
                 self.pictures[row] = None
                 self.unreadable.append(self.paths[row])

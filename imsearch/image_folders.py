@@ -46,6 +46,12 @@ class UnreadableImage(InputError):
     """An image file OpenCV cannot decode."""
 
 
+def file_identity(path):
+    """(device, inode) of the file or folder a path leads to: one for every link to it; OSError when there is none."""
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
+
+
 def list_images(dataset_dir, flag="--dataset"):
     """Sorted relative paths of every image under dataset_dir, and their labels (None if unlabelled); flag names it in errors."""
     if not os.path.isdir(dataset_dir):
@@ -58,12 +64,12 @@ def list_images(dataset_dir, flag="--dataset"):
     # Links to folders are followed, as to files; a folder reached a second way (a loop, or two links to it) is listed once.
     listed_folders, repeated_folders, own_pictures = set(), [], 0
     for root, folder_names, file_names in os.walk(dataset_dir, onerror=unreadable_folders.append, followlinks=True):
-        status = os.stat(root)
-        if (status.st_dev, status.st_ino) in listed_folders:
+        identity = file_identity(root)
+        if identity in listed_folders:
             repeated_folders.append(root)
             folder_names[:] = []
             continue
-        listed_folders.add((status.st_dev, status.st_ino))
+        listed_folders.add(identity)
         if root != dataset_dir and RUN_FOLDER_FILES.intersection(file_names):
             run_folders.append(root)
             folder_names[:] = []

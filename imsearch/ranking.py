@@ -60,6 +60,7 @@ def rows_of_queries(feature_index, query_paths):
     row_of_inode = None  # Built on the first hard-linked query, once.
 
     def row_of(path):
+        nonlocal row_of_inode
         folder, name = os.path.split(os.path.abspath(path))
         for resolved in (os.path.join(os.path.realpath(folder), name), os.path.realpath(path)):
             row = row_of_path.get(os.path.relpath(resolved, dataset_dir).replace(os.sep, "/"))
@@ -69,15 +70,13 @@ def rows_of_queries(feature_index, query_paths):
             status = os.stat(path)
         except OSError:
             return -1
-        nonlocal row_of_inode
         if status.st_nlink < 2 or not os.path.isdir(dataset_dir):
             return -1
         if row_of_inode is None:
             row_of_inode = {}
             for row, indexed in enumerate(image_folders.full_paths(feature_index.dataset_dir, feature_index.paths)):
                 with contextlib.suppress(OSError):
-                    indexed_status = os.stat(indexed)
-                    row_of_inode[(indexed_status.st_dev, indexed_status.st_ino)] = row
+                    row_of_inode[image_folders.file_identity(indexed)] = row
         return row_of_inode.get((status.st_dev, status.st_ino), -1)
 
     return np.array([row_of(path) for path in query_paths], dtype=np.int64)
